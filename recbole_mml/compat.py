@@ -1,0 +1,273 @@
+"""Every fix RecBole 1.2.1 needs on today's numpy, pandas, scipy, torch and Ray, in one place.
+
+RecBole 1.2.1 (the newest release) was written against numpy 1.x, pandas 1.x, scipy < 1.13,
+torch < 2.6 and Ray 2.6. Each fix below is small, replaces exactly one broken RecBole function
+(or restores one removed library attribute RecBole relies on) and is applied once by
+:func:`apply`, which ``import recbole_mml`` calls. Nothing here changes behaviour that works.
+"""
+
+import os
+import tempfile
+
+import numpy as np
+import torch
+
+_APPLIED = False
+
+# numpy 2 removed these aliases; RecBole's Config.compatibility_settings reads the first three
+# and RecBole's metrics, dataset and layers use the rest (np.float, np.long, np.bool, ...).
+NUMPY_ALIASES = {
+    "float_": np.float64,
+    "complex_": np.complex128,
+    "unicode_": np.str_,
+    "bool8": np.bool_,  # Ray <= 2.6 uses it
+    "float": float,
+    "int": int,
+    "bool": np.bool_,
+    "complex": complex,
+    "object": object,
+    "str": str,
+    "long": np.int64,
+    "unicode": np.str_,
+}
+
+
+def numpy_aliases():
+    """Restore only the numpy aliases that are missing (numpy >= 2); never override real ones."""
+    for name, value in NUMPY_ALIASES.items():
+        try:
+            getattr(np, name)
+        except AttributeError:
+            setattr(np, name, value)
+
+
+def _config_compatibility_settings(self):
+    """Replaces Config.compatibility_settings, which assigns from aliases numpy 2 removed."""
+    numpy_aliases()
+
+
+def load_checkpoint(path, device="cpu"):
+    """Load a checkpoint written by RecBole's own trainer.
+
+    torch >= 2.6 loads with ``weights_only=True`` by default, which refuses RecBole's checkpoints
+    (they pickle the Config object). Only files RecBole's trainer wrote itself go through here, so
+    safe loading stays the default for everything else in the process.
+    """
+    return torch.load(str(path), map_location=device, weights_only=False)
+
+
+def save_checkpoint(state, path):
+    """Write atomically (temp file + rename): a kill during the save never leaves a corrupt file."""
+    path = str(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f, pickle_protocol=4)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _trainer_save_checkpoint(self, epoch, verbose=True, **kwargs):
+    """Trainer._save_checkpoint with an atomic write (and the model's extra state, if any)."""
+    from recbole.utils import set_color
+
+    if not self.config["single_spec"] and self.config["local_rank"] != 0:
+        return
+    saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
+    state = {
+        "config": self.config,
+        "epoch": epoch,
+        "cur_step": self.cur_step,
+        "best_valid_score": self.best_valid_score,
+        "state_dict": self.model.state_dict(),
+        "other_parameter": self.model.other_parameter(),
+        "optimizer": self.optimizer.state_dict(),
+    }
+    save_checkpoint(state, saved_model_file)
+    if verbose:
+        self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
+
+
+def _trainer_resume_checkpoint(self, resume_file):
+    """Trainer.resume_checkpoint, loading RecBole's own checkpoint format under torch >= 2.6."""
+    resume_file = str(resume_file)
+    self.saved_model_file = resume_file
+    checkpoint = load_checkpoint(resume_file, self.device)
+    self.start_epoch = checkpoint["epoch"] + 1
+    self.cur_step = checkpoint["cur_step"]
+    self.best_valid_score = checkpoint["best_valid_score"]
+    if checkpoint["config"]["model"].lower() != self.config["model"].lower():
+        self.logger.warning(
+            "Architecture configuration given in config file is different from that of "
+            "checkpoint. This may yield an exception while state_dict is being loaded."
+        )
+    self.model.load_state_dict(checkpoint["state_dict"])
+    self.model.load_other_parameter(checkpoint.get("other_parameter"))
+    self.optimizer.load_state_dict(checkpoint["optimizer"])
+    self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+
+
+def _wrap_trainer_evaluate(original):
+    """Trainer.evaluate loads the best checkpoint with a bare torch.load; load it here instead."""
+
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        if load_best_model and eval_data:
+            checkpoint_file = model_file or self.saved_model_file
+            checkpoint = load_checkpoint(checkpoint_file, self.device)
+            self.model.load_state_dict(checkpoint["state_dict"])
+            self.model.load_other_parameter(checkpoint.get("other_parameter"))
+            self.logger.info(
+                f"Loading model structure and parameters from {checkpoint_file}"
+            )
+        return original(self, eval_data, load_best_model=False, show_progress=show_progress)
+
+    evaluate.__doc__ = original.__doc__
+    return evaluate
+
+
+def _dok_update(self, data):
+    """scipy >= 1.13 removed dok_matrix._update, which RecBole's graph models call."""
+    self._dict.update(data)
+
+
+def _collector_get_data_struct(self):
+    """Collector.get_data_struct called .cpu() on ints (item counts), crashing coverage metrics."""
+    import copy
+
+    data = self.data_struct._data_dict
+    for key, value in data.items():
+        if isinstance(value, torch.Tensor):
+            data[key] = value.cpu()
+    returned_struct = copy.deepcopy(self.data_struct)
+    for key in ["rec.topk", "rec.meanrank", "rec.score", "rec.items", "data.label"]:
+        if key in self.data_struct:
+            del self.data_struct[key]
+    return returned_struct
+
+
+def _dataset_fill_nan(self):
+    """Dataset._fill_nan used ``df[col].fillna(inplace=True)``: a silent no-op under pandas 3."""
+    from recbole.utils import FeatureType
+
+    for feat_name in self.feat_name_list:
+        feat = getattr(self, feat_name)
+        for field in feat:
+            ftype = self.field2type[field]
+            if ftype == FeatureType.TOKEN:
+                feat[field] = feat[field].fillna(value=0)
+            elif ftype == FeatureType.FLOAT:
+                feat[field] = feat[field].fillna(value=feat[field].mean())
+            else:
+                dtype = np.int64 if ftype == FeatureType.TOKEN_SEQ else np.float64
+                feat[field] = feat[field].apply(
+                    lambda x: np.array([], dtype=dtype) if isinstance(x, float) else x
+                )
+
+
+def _dataset_load_feat(self, filepath, source):
+    """Dataset._load_feat, whose in-place fill of empty sequence cells is a no-op under pandas 3.
+
+    Same as RecBole's except that the fill is assigned back (an empty token_seq cell used to crash
+    with "'float' object has no attribute 'split'").
+    """
+    import pandas as pd
+    from recbole.utils import FeatureSource, FeatureType
+
+    load_col, unload_col = self._get_load_and_unload_col(source)
+    if load_col == set():
+        return None
+    field_separator = self.config["field_separator"]
+    encoding = self.config["encoding"]
+    columns, usecols, dtype = [], [], {}
+    with open(filepath, "r", encoding=encoding) as f:
+        head = f.readline()[:-1]
+    for field_type in head.split(field_separator):
+        field, ftype = field_type.split(":")
+        try:
+            ftype = FeatureType(ftype)
+        except ValueError:
+            raise ValueError(f"Type {ftype} from field {field} is not supported.")
+        if load_col is not None and field not in load_col:
+            continue
+        if unload_col is not None and field in unload_col:
+            continue
+        if isinstance(source, FeatureSource) or source != "link":
+            self.field2source[field] = source
+            self.field2type[field] = ftype
+            if not ftype.value.endswith("seq"):
+                self.field2seqlen[field] = 1
+            if "float" in ftype.value:
+                self.field2bucketnum[field] = 2
+        columns.append(field)
+        usecols.append(field_type)
+        dtype[field_type] = np.float64 if ftype == FeatureType.FLOAT else str
+    if not columns:
+        self.logger.warning(f"No columns has been loaded from [{source}]")
+        return None
+
+    df = pd.read_csv(
+        filepath, delimiter=field_separator, usecols=usecols, dtype=dtype,
+        encoding=encoding, engine="python",
+    )
+    df.columns = columns
+    seq_separator = self.config["seq_separator"]
+    for field in columns:
+        ftype = self.field2type[field]
+        if not ftype.value.endswith("seq"):
+            continue
+        cells = df[field].fillna(value="").values
+        cast = str if ftype == FeatureType.TOKEN_SEQ else float
+        df[field] = [np.array([cast(v) for v in cell.split(seq_separator) if v]) for cell in cells]
+        max_seq_len = max(map(len, df[field].values))
+        if self.config["seq_len"] and field in self.config["seq_len"]:
+            seq_len = self.config["seq_len"][field]
+            df[field] = [seq[:seq_len] for seq in df[field].values]
+            self.field2seqlen[field] = min(seq_len, max_seq_len)
+        else:
+            self.field2seqlen[field] = max_seq_len
+    return df
+
+
+def _ray_objective_function(config_dict=None, config_file_list=None, saved=True):
+    """RecBole's objective_function calls ``tune.report(**result)``; Ray >= 2.7 takes a dict."""
+    from recbole_mml.quick_start import objective_function
+
+    return objective_function(config_dict, config_file_list, saved)
+
+
+def apply():
+    """Apply every fix once; safe to call again."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    numpy_aliases()
+
+    import scipy.sparse as sp
+    from recbole.config import configurator
+    from recbole.data.dataset import dataset
+    from recbole.evaluator import collector
+    from recbole.trainer import trainer
+
+    configurator.Config.compatibility_settings = _config_compatibility_settings
+    trainer.Trainer._save_checkpoint = _trainer_save_checkpoint
+    trainer.Trainer.resume_checkpoint = _trainer_resume_checkpoint
+    trainer.Trainer.evaluate = _wrap_trainer_evaluate(trainer.Trainer.evaluate)
+    if not hasattr(sp.dok_matrix, "_update"):
+        sp.dok_matrix._update = _dok_update
+    collector.Collector.get_data_struct = _collector_get_data_struct
+    dataset.Dataset._fill_nan = _dataset_fill_nan
+    dataset.Dataset._load_feat = _dataset_load_feat
+
+    import recbole.quick_start as quick_start_pkg
+    from recbole.quick_start import quick_start as quick_start_module
+
+    quick_start_module.objective_function = _ray_objective_function
+    quick_start_pkg.objective_function = _ray_objective_function
+    _APPLIED = True

@@ -1,0 +1,99 @@
+"""RecBole's Config, extended with recbole_mml's models and yaml files, and explicit overrides.
+
+Precedence is RecBole's: recbole_mml defaults (``properties/overall.yaml``,
+``properties/model/<Model>.yaml``, ``properties/dataset/<name>.yaml``) sit on top of RecBole's own
+defaults, and user config files < ``config_dict`` < ``--key=value`` overrides beat all of them.
+Overrides are passed in (``cmd_args``) instead of read from ``sys.argv``, so a Ray trial or a
+library call never picks up the driver's command line.
+"""
+
+import os
+
+from recbole.config import Config as RecBoleConfig
+
+from recbole_mml.errors import ConfigError
+from recbole_mml.registry import get_model
+
+PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "properties")
+
+
+def model_yaml_files(model_class):
+    """``properties/model/<Class>.yaml`` for the model and each base class that has one, base first.
+
+    Shared defaults (loss, sampler) live once in the base class's yaml.
+    """
+    files = []
+    for cls in reversed(getattr(model_class, "__mro__", ())):
+        path = os.path.join(PROPERTIES_DIR, "model", f"{cls.__name__}.yaml")
+        if os.path.isfile(path):
+            files.append(path)
+    return files
+
+
+def parse_overrides(args):
+    """``['--epochs=3', '--margins=[0.8,0.9]']`` -> ``{'epochs': '3', 'margins': '[0.8,0.9]'}`` (strings)."""
+    overrides = {}
+    for arg in args or []:
+        key, sep, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        if not sep or not key or key.startswith("-"):
+            raise ConfigError(f"malformed override '{arg}': expected --key=value")
+        if key in overrides and overrides[key] != value:
+            raise ConfigError(f"override '--{key}' given twice with different values")
+        overrides[key] = value
+    return overrides
+
+
+class Config(RecBoleConfig):
+    """RecBole's Config that knows recbole_mml's models and properties."""
+
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
+        self._cmd_args = list(cmd_args or [])
+        for path in config_file_list or []:
+            if not os.path.isfile(path):
+                raise ConfigError(f"config file '{path}' does not exist")
+        super().__init__(model, dataset, config_file_list, config_dict)
+
+    def _load_cmd_line(self):
+        return self._convert_config_dict(parse_overrides(self._cmd_args))
+
+    def _load_config_files(self, file_list):
+        import yaml
+
+        merged = {}
+        for path in file_list or []:
+            with open(path, "r", encoding="utf-8") as f:
+                try:
+                    content = yaml.load(f.read(), Loader=self.yaml_loader)
+                except yaml.YAMLError as e:
+                    raise ConfigError(f"config file '{path}' is not valid yaml: {str(e).splitlines()[0]}") from None
+            if content is None:
+                continue
+            if not isinstance(content, dict):
+                raise ConfigError(f"config file '{path}': expected a mapping of key: value, got {type(content).__name__}")
+            merged.update(content)
+        return merged
+
+    def _get_model_and_dataset(self, model, dataset):
+        if model is None:
+            model = self.external_config_dict.get("model")
+            if model is None:
+                raise ConfigError("model: not given (use --model=NAME, a config file or config_dict)")
+        if isinstance(model, str):
+            model_class = get_model(model)
+        else:
+            model_class, model = model, model.__name__
+        if dataset is None:
+            dataset = self.external_config_dict.get("dataset")
+            if dataset is None:
+                raise ConfigError("dataset: not given (use --dataset=NAME, a config file or config_dict)")
+        return model, model_class, dataset
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        super()._load_internal_config_dict(model, model_class, dataset)
+        overall = os.path.join(PROPERTIES_DIR, "overall.yaml")
+        for path in [overall] + model_yaml_files(model_class):
+            self._update_internal_config_dict(path)
+        dataset_file = os.path.join(PROPERTIES_DIR, "dataset", f"{dataset}.yaml")
+        if os.path.isfile(dataset_file):
+            loaded = self._update_internal_config_dict(dataset_file) or {}
+            self.parameters["Dataset"] += [k for k in loaded if k not in self.parameters["Dataset"]]

@@ -1,0 +1,1 @@
+"""recbole_mml's models: backbones over one shared contrastive base (``ContrastiveRecommender``)."""

@@ -1,0 +1,106 @@
+"""The shared base of recbole_mml's models: negative sampling, scoring and the selectable loss.
+
+A backbone only says how users and items become vectors (:meth:`encode`); this base draws the
+negatives on the model's device, scores positives and negatives with the loss's similarity, and
+implements ``calculate_loss``, ``predict`` and ``full_sort_predict`` for every backbone.
+"""
+
+import torch
+import torch.nn.functional as F
+
+from recbole.model.abstract_recommender import GeneralRecommender
+from recbole.utils import InputType
+
+from recbole_mml.errors import ConfigError
+from recbole_mml.loss import build_loss
+from recbole_mml.sampler import NegativeSampler, check_sampler_args
+from recbole_mml.trainer import MMLTrainer
+
+
+class ContrastiveRecommender(GeneralRecommender):
+    """Positives come from RecBole's loader (``train_batch_size`` counts positives); N negatives
+    per batch are drawn here (``num_negatives``, ``neg_distribution``, ``neg_sharing``)."""
+
+    input_type = InputType.POINTWISE
+    trainer_class = MMLTrainer
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.embedding_size = config["embedding_size"]
+        self.reg_weight = config["reg_weight"]
+        self.loss_fct = build_loss(config)
+        self.cosine = self.loss_fct.similarity == "cosine"
+        self.sampler = NegativeSampler.from_config(config, dataset)
+
+    @classmethod
+    def check_config(cls, config):
+        """Refuse bad loss and sampler settings before any data is loaded."""
+        build_loss(config)
+        check_sampler_args(config["num_negatives"], config["neg_distribution"], config["neg_sharing"])
+        if config["train_neg_sample_args"]["distribution"] != "none":
+            raise ConfigError(
+                "train_neg_sample_args: recbole_mml models draw their own negatives (num_negatives); "
+                "set train_neg_sample_args to ~"
+            )
+
+    def encode(self, users):
+        """``(user vectors [B, d], item table [n_items, d])`` for the users of a batch."""
+        raise NotImplementedError
+
+    def _similarity(self, user_e, item_e):
+        """Scores of ``user_e [B, d]`` against ``item_e [M, d]`` -> ``[B, M]``."""
+        if self.cosine:
+            user_e, item_e = F.normalize(user_e, dim=-1), F.normalize(item_e, dim=-1)
+        return user_e @ item_e.T
+
+    def pair_scores(self, user_e, item_table, pos, neg):
+        """Positive scores ``[B]`` and negative scores ``[B, N]`` (``neg`` is ``[B, N]`` or shared ``[N]``).
+
+        Per-row negatives are gathered as vectors, unless there are so many that scoring the whole
+        catalogue with one matrix product and picking the scores is cheaper in memory.
+        """
+        if self.cosine:
+            user_e = F.normalize(user_e, dim=-1)
+        if neg.dim() == 2 and neg.shape[1] * user_e.shape[1] > item_table.shape[0]:
+            table = F.normalize(item_table, dim=-1) if self.cosine else item_table
+            all_scores = user_e @ table.T
+            return all_scores.gather(1, pos.unsqueeze(1)).squeeze(1), all_scores.gather(1, neg)
+        pos_e, neg_e = item_table[pos], item_table[neg]
+        if self.cosine:
+            pos_e, neg_e = F.normalize(pos_e, dim=-1), F.normalize(neg_e, dim=-1)
+        pos_scores = (user_e * pos_e).sum(-1)
+        if neg.dim() == 1:
+            return pos_scores, user_e @ neg_e.T
+        return pos_scores, torch.bmm(neg_e, user_e.unsqueeze(-1)).squeeze(-1)
+
+    def calculate_loss(self, interaction):
+        users, pos = interaction[self.USER_ID], interaction[self.ITEM_ID]
+        neg = self.sampler.sample(users.numel())
+        user_e, item_table = self.encode(users)
+        pos_scores, neg_scores = self.pair_scores(user_e, item_table, pos, neg)
+        loss = self.loss_fct(pos_scores, neg_scores)
+        if self.reg_weight:
+            # L2 on the batch's own vectors (user and positive item), as SimpleX and MF-CCL do
+            reg = user_e.pow(2).sum() + item_table[pos].pow(2).sum()
+            loss = loss + self.reg_weight * reg / users.numel()
+        return loss
+
+    def predict(self, interaction):
+        users, items = interaction[self.USER_ID], interaction[self.ITEM_ID]
+        user_e, item_table = self.encode(users)
+        item_e = item_table[items]
+        if self.cosine:
+            user_e, item_e = F.normalize(user_e, dim=-1), F.normalize(item_e, dim=-1)
+        return (user_e * item_e).sum(-1)
+
+    def full_sort_predict(self, interaction):
+        user_e, item_table = self.encode(interaction[self.USER_ID])
+        return self._similarity(user_e, item_table).view(-1)
+
+    def other_parameter(self):
+        """Extra checkpoint state: the negative sampler's generator, so a resumed run repeats."""
+        return {"sampler_state": self.sampler.get_state()}
+
+    def load_other_parameter(self, para):
+        if para and "sampler_state" in para:
+            self.sampler.set_state(para["sampler_state"])

@@ -1,0 +1,147 @@
+"""Train-and-test entry points, RecBole's quick_start with recbole_mml's Config and registry."""
+
+import os
+import sys
+from logging import getLogger
+
+import torch
+
+from recbole.data import create_dataset, data_preparation
+from recbole.data.transform import construct_transform
+from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
+
+from recbole_mml.compat import load_checkpoint
+from recbole_mml.config import Config
+from recbole_mml.data import check_dataset_files
+from recbole_mml.registry import get_model, get_trainer
+
+
+def build_config(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
+    """The Config for a run, with recbole_mml's checks applied before anything is loaded."""
+    config = Config(model, dataset, config_file_list, config_dict, cmd_args)
+    from recbole_mml.validation import validate_config
+
+    validate_config(config)
+    threads = config["torch_num_threads"]
+    if threads:
+        torch.set_num_threads(int(threads))
+    return config
+
+
+def prepare_data(config):
+    """Dataset and its train/valid/test loaders, refusing missing files instead of downloading."""
+    check_dataset_files(config)
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    return dataset, train_data, valid_data, test_data
+
+
+def train_and_test(config, dataset, train_data, valid_data, test_data, saved=True, resume=None, verbose=True):
+    """Build the model and trainer, fit (optionally resuming a checkpoint), test; RecBole's result dict."""
+    logger = getLogger()
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    logger.info(model)
+    if verbose:
+        transform = construct_transform(config)
+        flops = get_flops(model, dataset, config["device"], logger, transform)
+        logger.info(set_color("FLOPs", "blue") + f": {flops}")
+
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    if resume:
+        trainer.resume_checkpoint(resume)
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, verbose=verbose, saved=saved, show_progress=config["show_progress"]
+    )
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    return {
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+        "saved_model_file": trainer.saved_model_file if saved else None,
+    }
+
+
+def run_recbole_mml(
+    model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None,
+    saved=True, resume=None, queue=None,
+):
+    """Train and test one model on one dataset in this process (RecBole's run_recbole)."""
+    config = build_config(model, dataset, config_file_list, config_dict, cmd_args)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+    dataset, train_data, valid_data, test_data = prepare_data(config)
+    logger.info(dataset)
+    result = train_and_test(config, dataset, train_data, valid_data, test_data, saved=saved, resume=resume)
+    logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
+    if not config["single_spec"]:
+        torch.distributed.destroy_process_group()
+    if config["local_rank"] == 0 and queue is not None:
+        queue.put(result)
+    return result
+
+
+def _run_rank(rank, model, dataset, config_file_list, kwargs):
+    kwargs["config_dict"] = dict(kwargs.get("config_dict") or {}, local_rank=rank)
+    run_recbole_mml(model, dataset, config_file_list, **kwargs)
+
+
+def run(
+    model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None, saved=True,
+    resume=None, nproc=1, world_size=-1, ip="localhost", port="5678", group_offset=0,
+):
+    """Like ``recbole.quick_start.run``: one process, or ``nproc`` processes with torch.distributed."""
+    if nproc == 1 and world_size <= 0:
+        return run_recbole_mml(model, dataset, config_file_list, config_dict, cmd_args, saved, resume)
+    import torch.multiprocessing as mp
+
+    queue = mp.get_context("spawn").SimpleQueue()
+    config_dict = dict(config_dict or {})
+    config_dict.update(
+        world_size=nproc if world_size == -1 else world_size, ip=ip, port=port, nproc=nproc, offset=group_offset
+    )
+    kwargs = {"config_dict": config_dict, "cmd_args": cmd_args, "saved": saved, "resume": resume, "queue": queue}
+    mp.spawn(_run_rank, args=(model, dataset, config_file_list, kwargs), nprocs=nproc, join=True)
+    return None if queue.empty() else queue.get()
+
+
+def objective_function(config_dict=None, config_file_list=None, saved=True):
+    """RecBole's hyper-tuning objective, reporting to Ray Tune with its current (dict) API."""
+    config = build_config(config_dict=config_dict, config_file_list=config_file_list)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    dataset, train_data, valid_data, test_data = prepare_data(config)
+    result = train_and_test(config, dataset, train_data, valid_data, test_data, saved=saved, verbose=False)
+    result["model"] = config["model"]
+    try:
+        from ray import tune
+
+        if tune.get_context().get_trial_id() is not None:
+            tune.report(dict(result["test_result"]))
+    except (ImportError, RuntimeError, AttributeError):
+        pass
+    return result
+
+
+def load_data_and_model(model_file):
+    """Load the config, dataset, loaders and trained model of a checkpoint (any registered model)."""
+    if not os.path.isfile(model_file):
+        from recbole_mml.errors import ConfigError
+
+        raise ConfigError(f"model file '{model_file}' does not exist")
+    checkpoint = load_checkpoint(model_file)
+    config = checkpoint["config"]
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    dataset, train_data, valid_data, test_data = prepare_data(config)
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model.load_state_dict(checkpoint["state_dict"])
+    model.load_other_parameter(checkpoint.get("other_parameter"))
+    return config, model, dataset, train_data, valid_data, test_data
