@@ -35,9 +35,7 @@ NUMPY_ALIASES = {
 def numpy_aliases():
     """Restore only the numpy aliases that are missing (numpy >= 2); never override real ones."""
     for name, value in NUMPY_ALIASES.items():
-        try:
-            getattr(np, name)
-        except AttributeError:
+        if name not in vars(np):  # not getattr: numpy warns on access to some removed names
             setattr(np, name, value)
 
 

@@ -105,8 +105,9 @@ class MultiMarginCosineLoss(PairwiseLoss):
         self.pos_weight = _check_finite_non_negative("pos_weight", pos_weight)
         self.neg_weight = _check_finite_non_negative("neg_weight", neg_weight)
         order = sorted(range(len(margins)), key=margins.__getitem__)
-        self.register_buffer("margins", torch.tensor([margins[i] for i in order]))
-        self.register_buffer("weights", torch.tensor([weights[i] for i in order]))
+        # float64 buffers: cast to the scores' dtype per call, so float64 inputs are exact
+        self.register_buffer("margins", torch.tensor([margins[i] for i in order], dtype=torch.float64))
+        self.register_buffer("weights", torch.tensor([weights[i] for i in order], dtype=torch.float64))
 
     @classmethod
     def from_config(cls, config):
