@@ -1,0 +1,118 @@
+"""The benchmark command: resumable runs, the statistics over seeds, the markdown table, the sweep plot."""
+
+import math
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from scipy import stats
+
+from recbole_mml.benchmark import (
+    check_spec, main, markdown_table, paired_tests, plan_runs, run_benchmark, summarize, write_report,
+)
+from recbole_mml.cli import main as cli_main
+from recbole_mml.errors import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def synthetic_results(sweep=False):
+    """Three seeds of A, B and a baseline with known per-seed values."""
+    rows = []
+    values = {"A": [0.30, 0.32, 0.34], "B": [0.20, 0.21, 0.25], "base": [0.25, 0.26, 0.27]}
+    for label, recalls in values.items():
+        for seed, recall in zip([1, 2, 3], recalls):
+            for n in ([10, 100] if sweep else [np.nan]):
+                bump = 0.01 * np.log10(n) if sweep else 0.0
+                rows.append({"run_id": f"{label}|{n}|{seed}", "label": label, "model": "MMLMF", "dataset": "toy",
+                             "seed": seed, "sweep_key": "num_negatives" if sweep else "", "sweep_value": n,
+                             "test_recall@20": recall + bump, "test_ndcg@20": recall / 2,
+                             "epochs_run": 1, "mean_epoch_time_s": 2.0, "wall_time_s": 3.0})
+    return pd.DataFrame(rows)
+
+
+def test_summary_is_mean_and_sample_std_over_seeds():
+    summary = summarize(synthetic_results(), ["test_recall@20"])
+    row = summary.loc[("toy", "B")]
+    assert row[("test_recall@20", "mean")] == pytest.approx(np.mean([0.20, 0.21, 0.25]))
+    assert row[("test_recall@20", "std")] == pytest.approx(np.std([0.20, 0.21, 0.25], ddof=1))
+    assert row[("test_recall@20", "count")] == 3
+
+
+def test_paired_tests_match_scipy_and_survive_one_seed():
+    results = synthetic_results()
+    tests = paired_tests(results, "base", "test_recall@20").set_index("label")
+    assert tests.loc["A", "mean_diff"] == pytest.approx(0.06)
+    # A - base is a constant 0.05, 0.06, 0.07: scipy's paired t-test on those pairs
+    expected = stats.ttest_rel([0.30, 0.32, 0.34], [0.25, 0.26, 0.27]).pvalue
+    assert tests.loc["A", "ttest_p"] == pytest.approx(expected)
+    assert tests.loc["B", "wilcoxon_p"] == pytest.approx(stats.wilcoxon([-0.05, -0.05, -0.02]).pvalue)
+    one_seed = paired_tests(results[results["seed"] == 1], "base", "test_recall@20").set_index("label")
+    assert one_seed.loc["A", "n"] == 1 and math.isnan(one_seed.loc["A", "ttest_p"])
+    assert math.isnan(one_seed.loc["A", "wilcoxon_p"]) and one_seed.loc["A", "mean_diff"] == pytest.approx(0.05)
+
+
+def test_markdown_bolds_the_best_mean_of_each_metric_column():
+    results = synthetic_results()
+    results.loc[results["label"] == "B", "test_ndcg@20"] = 0.9  # B best on NDCG, A best on Recall
+    table = markdown_table(summarize(results, ["test_recall@20", "test_ndcg@20"]), ["test_recall@20", "test_ndcg@20"])
+    rows = {line.split("|")[2].strip(): line.split("|")[3:5] for line in table.splitlines()[2:]}
+    assert rows["A"][0].strip() == "**0.3200 ± 0.0200**" and not rows["A"][1].strip().startswith("**")
+    assert rows["B"][1].strip() == "**0.9000 ± 0.0000**" and not rows["B"][0].strip().startswith("**")
+    assert "**" not in "".join(rows["base"])
+    one = markdown_table(summarize(results[results["seed"] == 1], ["test_recall@20"]), ["test_recall@20"])
+    assert "**0.3000**" in one  # one seed: the mean alone, no undefined std
+
+
+def test_sweep_report_writes_table_and_plot(tmp_path):
+    spec = check_spec({"models": ["A", "B", "base"], "datasets": ["toy"], "baseline": "base",
+                       "sweep": {"key": "num_negatives", "values": [10, 100]}})
+    write_report(spec, synthetic_results(sweep=True), str(tmp_path))
+    plot = tmp_path / "sweep_num_negatives.png"
+    assert plot.stat().st_size > 5000 and plot.read_bytes()[:4] == b"\x89PNG"
+    report = (tmp_path / "results.md").read_text()
+    assert "| toy | A | 100 |" in report and "Paired tests against base" in report
+
+
+def test_plan_merges_overrides_in_order_and_sweeps():
+    spec = check_spec({
+        "models": ["MMLMF", {"label": "CCL", "model": "MMLMF", "overrides": {"loss_type": "CCL"}}],
+        "datasets": ["d"], "seeds": [1, 2], "common": {"epochs": 5, "loss_type": "MML"},
+        "model_overrides": {"MMLMF": {"epochs": 7}, "CCL": {"neg_weight": 150}},
+        "sweep": {"key": "num_negatives", "values": [10, 800]},
+    })
+    runs = plan_runs(spec)
+    assert len(runs) == 8 and [r["seed"] for r in runs[:4]] == [1] * 4  # seeds outermost
+    ccl = runs[2]
+    assert ccl["run_id"] == "MMLMF|num_negatives=800|d|seed=1" and runs[1]["run_id"] == "CCL|num_negatives=10|d|seed=1"
+    ccl = runs[1]
+    assert ccl["config"] == {"epochs": 7, "loss_type": "CCL", "neg_weight": 150, "seed": 1, "num_negatives": 10}
+    with pytest.raises(ConfigError, match="baseline"):
+        check_spec({"models": ["A"], "datasets": ["d"], "baseline": "B"})
+    with pytest.raises(ConfigError, match="unknown key"):
+        check_spec({"models": ["A"], "datasets": ["d"], "epochs": 3})
+
+
+def test_benchmark_runs_each_run_once_and_resumes(workdir):
+    """Two 1-epoch runs on ml-100k in subprocesses; the second invocation finds both done."""
+    spec = {
+        "output_dir": str(workdir / "bench"), "datasets": ["ml-100k"], "seeds": [3], "baseline": "BPR",
+        "models": [{"label": "MMLMF-10", "model": "MMLMF", "overrides": {"num_negatives": 10}}, "BPR"],
+        "common": {"epochs": 1, "show_progress": False, "torch_num_threads": 1, "metrics": ["Recall", "NDCG"],
+                   "topk": [20], "valid_metric": "NDCG@20"},
+    }
+    config = workdir / "bench.yaml"
+    config.write_text(yaml.safe_dump(spec))
+    assert cli_main(["benchmark", "--config", str(config)]) == 0
+    results = pd.read_csv(workdir / "bench" / "results.csv")
+    assert results["label"].tolist() == ["MMLMF-10", "BPR"]
+    assert (results["epochs_run"] == 1).all() and (results["test_recall@20"] > 0).all()
+    assert (results["mean_epoch_time_s"] > 0).all() and (results["wall_time_s"] >= results["train_time_s"]).all()
+    assert os.path.getsize(workdir / "bench" / "logs" / "BPR__ml-100k__seed-3.log") > 0
+    assert "| ml-100k | MMLMF-10 |" in (workdir / "bench" / "results.md").read_text()
+
+    ran, skipped, failed = run_benchmark(check_spec(spec))
+    assert (ran, failed, len(skipped)) == ([], [], 2)
+    assert len(pd.read_csv(workdir / "bench" / "results.csv")) == 2
