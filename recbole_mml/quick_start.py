@@ -29,8 +29,12 @@ def build_config(model=None, dataset=None, config_file_list=None, config_dict=No
 
 
 def prepare_data(config):
-    """Dataset and its train/valid/test loaders, refusing missing files instead of downloading."""
+    """Dataset and its train/valid/test loaders, refusing missing files instead of downloading.
+
+    Seeds first: RecBole's random split depends on the global RNG, so the same seed gives the same split.
+    """
     check_dataset_files(config)
+    init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     return dataset, train_data, valid_data, test_data
