@@ -9,6 +9,7 @@ Bad input ends with one line on stderr and exit code 2; ``--debug`` shows the tr
 
 import argparse
 import sys
+import warnings
 
 from recbole_mml.errors import ConfigError
 
@@ -55,6 +56,9 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     mode, rest = _mode(argv)
     debug = "--debug" in rest
+    if not debug:
+        # RecBole 1.2.1's own deprecation noise (GradScaler, pandas inplace, read-only numpy arrays)
+        warnings.filterwarnings("ignore", module=r"recbole(\.|$)")
     import recbole_mml  # noqa: F401  (applies the compatibility fixes)
     from recbole_mml.trainer import NonFiniteLossError
 

@@ -45,3 +45,25 @@ def check_dataset_files(config):
         )
     for path in dict.fromkeys(files):
         check_atomic_file(path, config["field_separator"])
+
+
+def check_no_cold_users(config, train_data, *eval_parts):
+    """Refuse users that appear in valid/test but have no training interaction.
+
+    Their scores would come from untrained vectors and quietly drag every metric down; a benchmark
+    split that has them is almost always a conversion mistake. ``allow_cold_users: True`` accepts them.
+    """
+    if config["allow_cold_users"]:
+        return
+    uid = config["USER_ID_FIELD"]
+    trained = set(train_data.dataset.inter_feat[uid].numpy().tolist())
+    for name, part in zip(("valid", "test"), eval_parts):
+        if part is None:
+            continue
+        cold = sorted(set(part.dataset.inter_feat[uid].numpy().tolist()) - trained)
+        if cold:
+            tokens = part.dataset.id2token(uid, cold[:5]).tolist()
+            raise ConfigError(
+                f"dataset '{config['dataset']}': {len(cold)} users of the {name} part have no training "
+                f"interactions (e.g. user_id {tokens}); fix the split or set allow_cold_users=True"
+            )

@@ -12,7 +12,7 @@ from recbole.utils import get_environment, get_flops, init_logger, init_seed, se
 
 from recbole_mml.compat import load_checkpoint
 from recbole_mml.config import Config
-from recbole_mml.data import check_dataset_files
+from recbole_mml.data import check_dataset_files, check_no_cold_users
 from recbole_mml.registry import get_model, get_trainer
 
 
@@ -37,6 +37,7 @@ def prepare_data(config):
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
+    check_no_cold_users(config, train_data, valid_data, test_data)
     return dataset, train_data, valid_data, test_data
 
 

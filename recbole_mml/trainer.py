@@ -17,8 +17,9 @@ class MMLTrainer(Trainer):
     and a resumed run, and stops at the first non-finite loss, leaving the last good checkpoint."""
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-        seed = self.config["seed"]
-        train_data.generator.manual_seed(seed * 1_000_003 + epoch_idx)
+        epoch_seed = self.config["seed"] * 1_000_003 + epoch_idx
+        train_data.generator.manual_seed(epoch_seed)
+        torch.manual_seed(epoch_seed)  # dropout and any other draw from torch's global generator
         sampler = getattr(self.model, "sampler", None)
         if sampler is not None:
             sampler.reseed(epoch_idx)

@@ -1,0 +1,159 @@
+"""Reliability: same seed, same numbers; a killed run resumes to the same result; bad input is refused cleanly."""
+
+import glob
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from recbole_mml.cli import main
+from recbole_mml.compat import load_checkpoint
+from recbole_mml.errors import ConfigError
+from recbole_mml.quick_start import build_config, prepare_data, run_recbole_mml
+from recbole_mml.registry import get_model, get_trainer
+from recbole_mml.trainer import NonFiniteLossError
+
+from conftest import ROOT
+
+QUICK = {"epochs": 1, "train_batch_size": 1024, "show_progress": False, "state": "ERROR", "num_negatives": 20,
+         "eval_batch_size": 100000}
+
+
+@pytest.mark.parametrize("model", ["MMLMF", "MMLSimpleX", "MMLLightGCN"])
+def test_same_seed_gives_identical_metrics(workdir, model):
+    runs = [run_recbole_mml(model, "ml-100k", config_dict=dict(QUICK, seed=7), saved=False) for _ in range(2)]
+    assert runs[0]["test_result"] == runs[1]["test_result"]
+    assert runs[0]["best_valid_result"] == runs[1]["best_valid_result"]
+    other = run_recbole_mml(model, "ml-100k", config_dict=dict(QUICK, seed=8), saved=False)
+    assert other["test_result"] != runs[0]["test_result"]
+
+
+def _cli(args, cwd):
+    env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
+    return [sys.executable, os.path.join(ROOT, "run_recbole_mml.py")] + args, dict(cwd=cwd, env=env)
+
+
+def _test_result(output):
+    return re.search(r"test result: (OrderedDict\(.*\))", output).group(1)
+
+
+def test_killed_training_resumes_to_the_same_final_metrics(tmp_path):
+    args = ["--model=MMLSimpleX", "--dataset=ml-100k", "--epochs=5", "--show_progress=False", "--seed=3",
+            "--num_negatives=20", "--torch_num_threads=1", "--train_batch_size=1024", "--stopping_step=100"]
+    (tmp_path / "full").mkdir()
+    (tmp_path / "killed").mkdir()
+    command, kwargs = _cli(args, tmp_path / "full")
+    full = subprocess.run(command, capture_output=True, text=True, timeout=600, **kwargs)
+    assert full.returncode == 0, full.stderr[-2000:]
+
+    command, kwargs = _cli(args, tmp_path / "killed")
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs)
+    deadline = time.time() + 300
+    while not glob.glob(str(tmp_path / "killed" / "saved" / "*.pth")) and time.time() < deadline:
+        assert process.poll() is None, "training ended before it could be killed"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    checkpoint, = glob.glob(str(tmp_path / "killed" / "saved" / "*.pth"))
+    assert load_checkpoint(checkpoint)["epoch"] < 4  # killed mid-way, and the file is whole
+    assert not glob.glob(str(tmp_path / "killed" / "saved" / ".tmp-*"))
+
+    command, kwargs = _cli(args + [f"--resume={checkpoint}"], tmp_path / "killed")
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600, **kwargs)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Resume training from epoch" in resumed.stdout + resumed.stderr
+    assert _test_result(resumed.stdout + resumed.stderr) == _test_result(full.stdout + full.stderr)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model=NoSuchModel"], "model: unknown model 'NoSuchModel'"),
+    (["--dataset=no-such-data"], "dataset 'no-such-data': no atomic file at"),
+    (["--margin=0.8"], "unknown config key 'margin' for model MMLMF; did you mean 'margins'?"),
+    (["--margins=[0.5,1.5]", "--weights=[0.5,0.5]"], "margins: expected values in [-1, 1]"),
+    (["--margins=[0.5,0.9]", "--weights=[1.0]"], "weights: expected 2 weights (one per margin), got 1"),
+    (["--weights=[0.1,-0.2,0.7]"], "weights: expected a finite number >= 0"),
+    (["--num_negatives=0"], "num_negatives: expected an integer >= 1, got 0"),
+    (["--num_negatives=5000", "--neg_replacement=False"], "num_negatives: 5000 is more than the 1682 items"),
+    (["--train_batch_size=ten"], "config key 'train_batch_size': expected a number, got 'ten'"),
+    (["--epochs=2"], "override '--epochs' given twice with different values"),
+    (["--learning_rate=fast"], "config key 'learning_rate': expected a number, got 'fast'"),
+    (["--loss_type=HINGE"], "loss_type: expected one of"),
+    (["--neg_sharing=user"], "neg_sharing: expected one of"),
+    (["epochs=3"], "malformed override 'epochs=3': expected --key=value"),
+    (["--config_files=missing.yaml"], "config file 'missing.yaml' does not exist"),
+])
+def test_bad_input_gives_one_line_and_exit_code_2(workdir, capsys, args, message):
+    assert main(["--model=MMLMF", "--dataset=ml-100k", "--epochs=1"] + args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
+def test_unknown_key_can_be_downgraded_to_a_warning(workdir, caplog):
+    config = build_config("MMLMF", "ml-100k", config_dict={"margin": 0.8, "strict_config_keys": False})
+    assert config["margins"] == [0.7, 0.8, 0.9]
+    assert "unknown config key 'margin'" in caplog.text
+
+
+def test_keys_of_recbole_models_stay_known(workdir):
+    config = build_config("SimpleX", "ml-100k", config_dict={"margin": 0.8, "negative_weight": 5})
+    assert config["margin"] == 0.8
+    with pytest.raises(ConfigError, match="unknown config key 'margins' for model BPR"):
+        build_config("BPR", "ml-100k", config_dict={"margins": [0.9]})
+
+
+def write_inter(folder, name, rows, header="user_id:token\titem_id:token"):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.inter").write_text(header + "\n" + "".join(f"{u}\t{i}\n" for u, i in rows))
+
+
+@pytest.mark.parametrize("content,message", [
+    ("", "line 1 must be a header"),
+    ("user_id\titem_id\n1\t2\n", "line 1 must be a header"),
+    ("user_id:token\titem_id:token\n", "no data rows after the header"),
+])
+def test_malformed_or_empty_atomic_files_are_refused(workdir, capsys, content, message):
+    (workdir / "data" / "bad").mkdir(parents=True)
+    (workdir / "data" / "bad" / "bad.inter").write_text(content)
+    assert main(["--model=MMLMF", "--dataset=bad", f"--data_path={workdir / 'data'}"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.inter" in err and message in err
+
+
+def test_users_without_training_interactions_are_refused(workdir, capsys):
+    data = workdir / "data" / "cold"
+    train = [(u, (u + k) % 40 + 1) for u in range(1, 30) for k in range(10)]
+    test = [(u, (u + 20) % 40 + 1) for u in range(1, 30)] + [(99, 3)]  # user 99 never trains
+    write_inter(data, "cold.train", train)
+    write_inter(data, "cold.test", test)
+    args = ["--model=MMLMF", "--dataset=cold", f"--data_path={workdir / 'data'}", "--epochs=1",
+            "--benchmark_filename=['train','test','test']"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "users of the valid part have no training interactions" in err and "'99'" in err
+
+
+def test_non_finite_loss_stops_with_epoch_and_batch_and_keeps_last_good_checkpoint(workdir):
+    config = build_config("MMLMF", "ml-100k", config_dict=dict(QUICK, epochs=3, train_batch_size=4096))
+    _, train_data, valid_data, _ = prepare_data(config)
+    model = get_model("MMLMF")(config, train_data._dataset)
+    trainer = get_trainer(config["MODEL_TYPE"], "MMLMF")(config, model)
+    calls = {"n": 0}
+    batches_per_epoch = len(train_data)
+    original = model.calculate_loss
+
+    def poisoned(interaction):
+        calls["n"] += 1
+        loss = original(interaction)
+        return loss * float("nan") if calls["n"] == batches_per_epoch + 3 else loss  # epoch 1, batch 2
+
+    model.calculate_loss = poisoned
+    with pytest.raises(NonFiniteLossError, match=r"training loss became nan at epoch 1, batch 2"):
+        trainer.fit(train_data, valid_data, verbose=False, saved=True)
+    checkpoint = load_checkpoint(trainer.saved_model_file)
+    assert checkpoint["epoch"] == 0
+    assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values())
