@@ -276,18 +276,22 @@ def summarize(results, columns=None):
 
 
 def paired_tests(results, baseline, metric):
-    """Each label against ``baseline`` on ``metric``, paired by (dataset, seed[, swept value]).
+    """Each label against ``baseline`` on ``metric``, paired by seed within (dataset[, swept value]).
 
-    Returns one row per (dataset, label): n pairs, mean difference, and the p-values of
+    Returns one row per (dataset, label[, swept value]): n pairs, mean difference, and the p-values of
     scipy.stats.ttest_rel and wilcoxon (NaN where a test is undefined: fewer than two pairs, or
     all differences zero).
     """
     from scipy import stats
 
-    keys = ["dataset", "seed"] + (["sweep_value"] if "sweep_value" in group_columns(results) else [])
+    swept = "sweep_value" in group_columns(results)
+    keys = ["dataset", "seed"] + (["sweep_value"] if swept else [])
     base = results[results["label"] == baseline][keys + [metric]].rename(columns={metric: "base"})
     rows = []
-    for (dataset, label), group in results[results["label"] != baseline].groupby(["dataset", "label"], sort=False):
+    groups = ["dataset", "label"] + (["sweep_value"] if swept else [])
+    for key, group in results[results["label"] != baseline].groupby(groups, sort=False):
+        dataset, label = key[0], key[1]
+        value = key[2] if swept else math.nan
         paired = group[keys + [metric]].merge(base, on=keys)
         diff = (paired[metric] - paired["base"]).to_numpy(dtype=float)
         t_p = w_p = math.nan
@@ -295,9 +299,10 @@ def paired_tests(results, baseline, metric):
             if np.std(diff) > 0:
                 t_p = float(stats.ttest_rel(paired[metric], paired["base"]).pvalue)
             w_p = float(stats.wilcoxon(diff).pvalue)
-        rows.append({"dataset": dataset, "label": label, "baseline": baseline, "metric": metric, "n": len(diff),
+        rows.append({"dataset": dataset, "label": label, "sweep_value": value, "baseline": baseline, "metric": metric, "n": len(diff),
                      "mean_diff": float(diff.mean()) if len(diff) else math.nan, "ttest_p": t_p, "wilcoxon_p": w_p})
-    return pd.DataFrame(rows, columns=["dataset", "label", "baseline", "metric", "n", "mean_diff", "ttest_p", "wilcoxon_p"])
+    return pd.DataFrame(rows, columns=["dataset", "label", "sweep_value", "baseline", "metric", "n", "mean_diff", "ttest_p",
+                                       "wilcoxon_p"])
 
 
 def _fmt(value, digits=4):
@@ -344,10 +349,13 @@ def markdown_table(summary, metrics, info=(), digits=4):
 
 
 def tests_table(tests):
-    lines = ["| dataset | model | vs | metric | n | mean diff | t-test p | Wilcoxon p |", "|---|---|---|---|---:|---:|---:|---:|"]
+    swept = tests["sweep_value"].notna().any()
+    lines = ["| dataset | model |" + (" N |" if swept else "") + " vs | metric | n | mean diff | t-test p | Wilcoxon p |",
+             "|---|---|" + ("---:|" if swept else "") + "---|---|---:|---:|---:|---:|"]
     for _, r in tests.iterrows():
+        value = f" {r['sweep_value']:g} |" if swept else ""
         lines.append(
-            f"| {r['dataset']} | {r['label']} | {r['baseline']} | {r['metric'].replace('test_', '')} | {r['n']} | "
+            f"| {r['dataset']} | {r['label']} |{value} {r['baseline']} | {r['metric'].replace('test_', '')} | {r['n']} | "
             f"{_fmt(r['mean_diff'])} | {_fmt(r['ttest_p'], 3)} | {_fmt(r['wilcoxon_p'], 3)} |"
         )
     return "\n".join(lines)

@@ -74,6 +74,8 @@ def test_sweep_report_writes_table_and_plot(tmp_path):
     assert plot.stat().st_size > 5000 and plot.read_bytes()[:4] == b"\x89PNG"
     report = (tmp_path / "results.md").read_text()
     assert "| toy | A | 100 |" in report and "Paired tests against base" in report
+    # pairs are seeds at one swept value, never different swept values
+    assert "| toy | A | 10 | base | recall@20 | 3 | 0.0600 |" in report
 
 
 def test_plan_merges_overrides_in_order_and_sweeps():
