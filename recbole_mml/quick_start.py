@@ -41,18 +41,25 @@ def prepare_data(config):
     return dataset, train_data, valid_data, test_data
 
 
-def train_and_test(config, dataset, train_data, valid_data, test_data, saved=True, resume=None, verbose=True):
-    """Build the model and trainer, fit (optionally resuming a checkpoint), test; RecBole's result dict."""
+def build_trainer(config, dataset, train_data):
+    """Seed, model, FLOPs, trainer: the steps of every run, in RecBole's order.
+
+    Counting FLOPs runs the model's ``predict`` (dropout draws random numbers), so every caller
+    goes through here to keep one random stream: a search trial and its rerun draw the same numbers.
+    """
     logger = getLogger()
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     logger.info(model)
-    if verbose:
-        transform = construct_transform(config)
-        flops = get_flops(model, dataset, config["device"], logger, transform)
-        logger.info(set_color("FLOPs", "blue") + f": {flops}")
+    flops = get_flops(model, dataset, config["device"], logger, construct_transform(config))
+    logger.info(set_color("FLOPs", "blue") + f": {flops}")
+    return get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
 
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+
+def train_and_test(config, dataset, train_data, valid_data, test_data, saved=True, resume=None, verbose=True):
+    """Build the model and trainer, fit (optionally resuming a checkpoint), test; RecBole's result dict."""
+    logger = getLogger()
+    trainer = build_trainer(config, dataset, train_data)
     if resume:
         trainer.resume_checkpoint(resume)
     best_valid_score, best_valid_result = trainer.fit(

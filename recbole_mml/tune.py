@@ -208,16 +208,14 @@ def _model_file(directory):
 def train_trial(params, setup, split):
     """One trial: RecBole's training of the sampled config, reporting after every evaluation.
 
-    Follows ``quick_start.run_recbole_mml`` step by step (seeding, model, FLOPs, trainer, fit), so a
-    rerun of ``best.yaml`` draws the same random numbers and reproduces the trial's scores.
+    Builds the trainer as ``quick_start.run_recbole_mml`` does (``build_trainer``), so a rerun of
+    ``best.yaml`` draws the same random numbers and reproduces the trial's scores.
     """
     import ray
     from ray import tune
-    from recbole.data.transform import construct_transform
-    from recbole.utils import get_flops, init_seed
+    from recbole.utils import init_seed
 
-    from recbole_mml.quick_start import prepare_data
-    from recbole_mml.registry import get_model, get_trainer
+    from recbole_mml.quick_start import build_trainer, prepare_data
 
     warnings.filterwarnings("ignore", module=r"recbole(\.|$)")  # as the CLI: RecBole's deprecation noise
     values = setup.space.decode(params)
@@ -234,13 +232,7 @@ def train_trial(params, setup, split):
         else:
             train_data, valid_data, _ = build_loaders(config, split)
             dataset = train_data._dataset
-        init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-        model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-        logger.info(model)
-        # run_recbole_mml counts FLOPs here; a model whose predict draws random numbers (dropout)
-        # must draw them here too, or a rerun of best.yaml would train on a different stream
-        get_flops(model, dataset, config["device"], logger, construct_transform(config))
-        trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+        trainer = build_trainer(config, dataset, train_data)
         checkpoint = tune.get_checkpoint()
         if checkpoint is not None:
             checkpoint.to_directory(checkpoint_dir)

@@ -31,6 +31,26 @@ class ContrastiveRecommender(GeneralRecommender):
         self.loss_fct = build_loss(config)
         self.cosine = self.loss_fct.similarity == "cosine"
         self.sampler = NegativeSampler.from_config(config, dataset)
+        self._eval_cache = {}
+
+    def cached(self, key, compute):
+        """``compute()``, kept while in eval mode: weights do not change between evaluation batches.
+
+        Cleared by ``train()``/``eval()`` and by loading weights.
+        """
+        if self.training:
+            return compute()
+        if key not in self._eval_cache:
+            self._eval_cache[key] = compute()
+        return self._eval_cache[key]
+
+    def train(self, mode=True):
+        self._eval_cache = {}
+        return super().train(mode)
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        self._eval_cache = {}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @classmethod
     def check_config(cls, config):
@@ -46,12 +66,6 @@ class ContrastiveRecommender(GeneralRecommender):
     def encode(self, users):
         """``(user vectors [B, d], item table [n_items, d])`` for the users of a batch."""
         raise NotImplementedError
-
-    def _similarity(self, user_e, item_e):
-        """Scores of ``user_e [B, d]`` against ``item_e [M, d]`` -> ``[B, M]``."""
-        if self.cosine:
-            user_e, item_e = F.normalize(user_e, dim=-1), F.normalize(item_e, dim=-1)
-        return user_e @ item_e.T
 
     def pair_scores(self, user_e, item_table, pos, neg):
         """Positive scores ``[B]`` and negative scores ``[B, N]`` (``neg`` is ``[B, N]`` or shared ``[N]``).
@@ -95,7 +109,10 @@ class ContrastiveRecommender(GeneralRecommender):
 
     def full_sort_predict(self, interaction):
         user_e, item_table = self.encode(interaction[self.USER_ID])
-        return self._similarity(user_e, item_table).view(-1)
+        if self.cosine:
+            user_e = F.normalize(user_e, dim=-1)
+            item_table = self.cached("normalized_items", lambda: F.normalize(item_table, dim=-1))
+        return (user_e @ item_table.T).view(-1)
 
     def other_parameter(self):
         """Extra checkpoint state: the negative sampler's generator, so a resumed run repeats."""

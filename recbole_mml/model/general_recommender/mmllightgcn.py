@@ -39,26 +39,17 @@ class MMLLightGCN(ContrastiveRecommender):
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
         adjacency = normalized_adjacency(dataset.inter_matrix(form="coo"), self.n_users, self.n_items)
         self.register_buffer("adjacency", adjacency.to(self.device), persistent=False)
-        self._cached = None
         self.apply(xavier_uniform_initialization)
 
     def propagate(self):
-        """``(user table, item table)`` after propagation; cached while the model is in eval mode."""
-        if not self.training and self._cached is not None:
-            return self._cached
+        """``(user table, item table)`` after propagation."""
         layer = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
         total = layer
         for _ in range(self.n_layers):
             layer = torch.sparse.mm(self.adjacency, layer)
             total = total + layer
-        tables = torch.split(total / (self.n_layers + 1), [self.n_users, self.n_items])
-        self._cached = None if self.training else tables
-        return tables
-
-    def train(self, mode=True):
-        self._cached = None
-        return super().train(mode)
+        return torch.split(total / (self.n_layers + 1), [self.n_users, self.n_items])
 
     def encode(self, users):
-        user_table, item_table = self.propagate()
+        user_table, item_table = self.cached("propagated", self.propagate)
         return user_table[users], item_table
