@@ -1,12 +1,13 @@
 """Epoch time and quality against the number of negatives N, on ml-100k, all in one run.
 
-MMLMF (MML) and MMLSimpleX (trained with CCL: the same model and loss as RecBole's SimpleX)
+MMLMF (MML) and MMLSimpleX (trained with CCL: the same model, loss and settings as RecBole's SimpleX)
 draw their N negatives inside the model, per row or shared by the batch; RecBole's SimpleX gets
 them from RecBole's pairwise loader, which copies each positive N times. All models see 2048
 positives per batch (RecBole's SimpleX counts the copies in train_batch_size, so it gets
 2048 * N rows) and train the same number of epochs. The plain-torch floor
 (shared/bench/floor_epoch.py: MF + cosine + MML, no data pipeline) is timed in the same run, since
-these machines are shared and noisy: compare ratios, not seconds.
+these machines are shared and noisy: compare ratios, not seconds. Everything runs on one torch
+thread, so a busy second core does not make threads wait for each other.
 
     python benchmarks/negatives_speed.py [--epochs 5] [--negatives 10 100 1000] [--out speed.csv]
 """
@@ -28,8 +29,8 @@ from recbole_mml.registry import get_model, get_trainer
 
 FLOOR_SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "bench", "floor_epoch.py")
 BATCH = 2048
-COMMON = {"learning_rate": 0.001, "show_progress": False, "metrics": ["Recall", "NDCG"], "topk": [20],
-          "valid_metric": "NDCG@20", "eval_batch_size": 4096, "state": "WARNING", "reproducibility": True}
+COMMON = {"learning_rate": 0.005, "show_progress": False, "metrics": ["Recall", "NDCG"], "topk": [20],
+          "valid_metric": "NDCG@20", "state": "WARNING", "reproducibility": True, "torch_num_threads": 1}
 
 
 def run_case(model, n, extra, epochs):
@@ -57,22 +58,24 @@ def run_case(model, n, extra, epochs):
 
 def floor(n, shared):
     """Seconds per epoch of the plain-torch floor on ml-100k-sized random data."""
-    env = dict(os.environ, SHARED="1" if shared else "0")
+    env = dict(os.environ, SHARED="1" if shared else "0", OMP_NUM_THREADS="1")  # one thread, as the models
     out = subprocess.run([sys.executable, FLOOR_SCRIPT, "944", "1683", "80000", str(n), str(BATCH)],
                          env=env, capture_output=True, text=True, check=True).stdout
     return float(re.search(r"epoch_s=([0-9.]+)", out).group(1))
 
 
 def cases(n):
+    """(label, negatives, model, overrides): the same CCL settings for both SimpleX implementations."""
     ours = {"num_negatives": n, "train_batch_size": BATCH}
-    simplex = {"margin": 0.9, "negative_weight": 150, "gamma": 0.5, "aggregator": "mean", "reg_weight": 0.0,
-               "dropout_prob": 0.1}
-    yield "MMLMF (MML)", "row", "MMLMF", dict(ours, neg_sharing="row")
-    yield "MMLMF (MML)", "batch", "MMLMF", dict(ours, neg_sharing="batch")
-    yield "MMLSimpleX (CCL)", "batch", "MMLSimpleX", dict(
-        ours, neg_sharing="batch", loss_type="CCL", ccl_margin=0.9, neg_weight=150, gamma=0.5, dropout_prob=0.1)
+    ccl = {"gamma": 0.5, "dropout_prob": 0.1, "aggregator": "mean", "reg_weight": 0.0}
+    mml = dict(ours, margins=[0.3, 0.5, 0.7], weights=[0.10, 0.15, 0.75], neg_weight=100.0)  # ml-100k margins
+    for sharing in ("row", "batch"):
+        yield "MMLMF (MML)", sharing, "MMLMF", dict(mml, neg_sharing=sharing)
+    for sharing in ("row", "batch"):
+        yield "MMLSimpleX (CCL)", sharing, "MMLSimpleX", dict(
+            ours, **ccl, neg_sharing=sharing, loss_type="CCL", ccl_margin=0.5, neg_weight=10.0)
     yield "RecBole SimpleX (CCL)", "loader", "SimpleX", dict(
-        simplex, train_batch_size=BATCH * n,
+        ccl, margin=0.5, negative_weight=10, train_batch_size=BATCH * n,
         train_neg_sample_args={"distribution": "uniform", "sample_num": n, "alpha": 1.0, "dynamic": False,
                                "candidate_num": 0})
 

@@ -25,6 +25,32 @@ def check_sampler_args(num_negatives, distribution, sharing):
         raise ConfigError(f"num_negatives: expected an integer >= 1, got {num_negatives!r}")
 
 
+class InteractionIndex:
+    """Membership test for (user, item) training pairs: sorted ``user * n_items + item`` keys.
+
+    Lets the model ignore sampled "negatives" the user actually interacted with (RecBole's own
+    samplers exclude them), with one ``searchsorted`` over B*N keys instead of resampling loops.
+    """
+
+    def __init__(self, users, items, n_items, device="cpu"):
+        self.n_items = int(n_items)
+        self.keys = torch.unique(users.long() * self.n_items + items.long()).to(device)
+
+    def contains(self, users, items):
+        """Boolean mask of ``items`` (``[B, N]``, or shared ``[N]``) that ``users`` (``[B]``) interacted with."""
+        if items.dim() == 1:
+            items = items.unsqueeze(0)
+        query = users.unsqueeze(1) * self.n_items + items
+        position = torch.searchsorted(self.keys, query).clamp_(max=self.keys.numel() - 1)
+        return self.keys[position] == query
+
+    @classmethod
+    def from_dataset(cls, dataset, device="cpu"):
+        inter = dataset.inter_feat
+        return cls(torch.as_tensor(inter[dataset.uid_field]), torch.as_tensor(inter[dataset.iid_field]),
+                   dataset.item_num, device)
+
+
 class NegativeSampler:
     """Draws item ids in ``[1, n_items)`` (id 0 is RecBole's padding item)."""
 

@@ -9,7 +9,9 @@ import torch
 
 from recbole_mml.quick_start import build_config, load_data_and_model, prepare_data, train_and_test
 from recbole_mml.registry import get_model, get_trainer
-from recbole_mml.sampler import NegativeSampler
+from recbole_mml.loss import build_loss
+from recbole_mml.model.abstract_recommender import MASKED_SCORE
+from recbole_mml.sampler import InteractionIndex, NegativeSampler
 
 from conftest import ROOT
 
@@ -114,3 +116,32 @@ def test_row_scores_match_whichever_path_computes_them(ml100k):
     torch.testing.assert_close(neg_a, neg_b[:, :3])
     shared_pos, shared = model.pair_scores(user_e, table, pos, few[0])
     torch.testing.assert_close(shared[0], neg_a[0])
+
+
+def test_interaction_index_finds_training_pairs_for_row_and_shared_negatives():
+    index = InteractionIndex(torch.tensor([1, 1, 2, 3]), torch.tensor([4, 7, 4, 9]), n_items=10)
+    rows = index.contains(torch.tensor([1, 2]), torch.tensor([[4, 5, 7], [4, 7, 9]]))
+    assert rows.tolist() == [[True, False, True], [True, False, False]]
+    shared = index.contains(torch.tensor([1, 3]), torch.tensor([9, 7]))
+    assert shared.tolist() == [[False, True], [True, False]]
+
+
+@pytest.mark.parametrize("loss_type", sorted(PER_LOSS))
+def test_masked_negatives_add_nothing_to_any_loss(loss_type):
+    config = {"loss_type": loss_type, "margins": [0.3, 0.5, 0.7], "weights": [0.1, 0.15, 0.75], "pos_weight": 1.0,
+              "neg_weight": 10.0, "ccl_margin": 0.3, "temperature": 0.1}
+    loss = build_loss(config)
+    pos = torch.tensor([0.3, 0.8])
+    neg = torch.tensor([[0.5, 0.9], [0.95, -0.2]], requires_grad=True)
+    masked = torch.cat([neg, torch.full((2, 1), MASKED_SCORE)], dim=1)
+    value = loss(pos, masked)
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(neg.grad).all()
+    if loss_type in ("MML", "CCL"):  # a cosine of -1 is below every margin: the same zero term
+        inert = torch.cat([neg, torch.full((2, 1), -1.0)], dim=1)
+        assert value.item() == pytest.approx(loss(pos, inert).item(), rel=1e-6)
+    elif loss_type == "BPR":  # the mean over N + 1 terms, one of them zero
+        expected = (torch.nn.functional.softplus(neg - pos[:, None]).sum(1) / 3).mean()
+        assert value.item() == pytest.approx(expected.item(), rel=1e-6)
+    else:  # softmax: exp(-1e4 / T) adds nothing to the partition function
+        assert value.item() == pytest.approx(loss(pos, neg).item(), rel=1e-6)

@@ -13,8 +13,11 @@ from recbole.utils import InputType
 
 from recbole_mml.errors import ConfigError
 from recbole_mml.loss import build_loss
-from recbole_mml.sampler import NegativeSampler, check_sampler_args
+from recbole_mml.sampler import InteractionIndex, NegativeSampler, check_sampler_args
 from recbole_mml.trainer import MMLTrainer
+
+
+MASKED_SCORE = -1e4
 
 
 class ContrastiveRecommender(GeneralRecommender):
@@ -31,6 +34,7 @@ class ContrastiveRecommender(GeneralRecommender):
         self.loss_fct = build_loss(config)
         self.cosine = self.loss_fct.similarity == "cosine"
         self.sampler = NegativeSampler.from_config(config, dataset)
+        self.train_pairs = InteractionIndex.from_dataset(dataset, self.device) if config["neg_exclude_positives"] else None
         self._eval_cache = {}
 
     def cached(self, key, compute):
@@ -92,6 +96,9 @@ class ContrastiveRecommender(GeneralRecommender):
         neg = self.sampler.sample(users.numel())
         user_e, item_table = self.encode(users)
         pos_scores, neg_scores = self.pair_scores(user_e, item_table, pos, neg)
+        if self.train_pairs is not None:
+            # a drawn item the user interacted with is no negative: a score this low adds 0 to every loss
+            neg_scores = neg_scores.masked_fill(self.train_pairs.contains(users, neg), MASKED_SCORE)
         loss = self.loss_fct(pos_scores, neg_scores)
         if self.reg_weight:
             # L2 on the batch's own vectors (user and positive item), as SimpleX and MF-CCL do
