@@ -26,21 +26,36 @@ def check_sampler_args(num_negatives, distribution, sharing):
 
 
 class InteractionIndex:
-    """Membership test for (user, item) training pairs: sorted ``user * n_items + item`` keys.
+    """Membership test for (user, item) training pairs, to ignore sampled "negatives" the user
+    interacted with (RecBole's own samplers exclude them).
 
-    Lets the model ignore sampled "negatives" the user actually interacted with (RecBole's own
-    samplers exclude them), with one ``searchsorted`` over B*N keys instead of resampling loops.
+    A bitmap of n_users x n_items bits (150 MB for Gowalla) answers B*N queries with one gather;
+    past ``max_bitmap_bytes`` it falls back to ``searchsorted`` over sorted ``user * n_items + item``
+    keys (about 10x slower).
     """
 
-    def __init__(self, users, items, n_items, device="cpu"):
+    def __init__(self, users, items, n_users, n_items, device="cpu", max_bitmap_bytes=2**30):
         self.n_items = int(n_items)
-        self.keys = torch.unique(users.long() * self.n_items + items.long()).to(device)
+        keys = torch.unique(users.long() * self.n_items + items.long())
+        self.words = (self.n_items + 63) // 64
+        if int(n_users) * self.words * 8 <= max_bitmap_bytes:
+            users, items = keys // self.n_items, keys % self.n_items
+            bitmap = torch.zeros(int(n_users) * self.words, dtype=torch.int64)
+            # distinct pairs set distinct bits of a word, so adding them is OR-ing them
+            bitmap.index_put_((users * self.words + items // 64,), torch.ones_like(items) << (items % 64), accumulate=True)
+            self.bitmap, self.keys = bitmap.to(device), None
+        else:
+            self.bitmap, self.keys = None, keys.to(device)
 
     def contains(self, users, items):
         """Boolean mask of ``items`` (``[B, N]``, or shared ``[N]``) that ``users`` (``[B]``) interacted with."""
         if items.dim() == 1:
             items = items.unsqueeze(0)
-        query = users.unsqueeze(1) * self.n_items + items
+        users = users.unsqueeze(1)
+        if self.bitmap is not None:
+            words = self.bitmap[users * self.words + items // 64]
+            return ((words >> (items % 64)) & 1).bool()
+        query = users * self.n_items + items
         position = torch.searchsorted(self.keys, query).clamp_(max=self.keys.numel() - 1)
         return self.keys[position] == query
 
@@ -48,7 +63,7 @@ class InteractionIndex:
     def from_dataset(cls, dataset, device="cpu"):
         inter = dataset.inter_feat
         return cls(torch.as_tensor(inter[dataset.uid_field]), torch.as_tensor(inter[dataset.iid_field]),
-                   dataset.item_num, device)
+                   dataset.user_num, dataset.item_num, device)
 
 
 class NegativeSampler:

@@ -118,12 +118,21 @@ def test_row_scores_match_whichever_path_computes_them(ml100k):
     torch.testing.assert_close(shared[0], neg_a[0])
 
 
-def test_interaction_index_finds_training_pairs_for_row_and_shared_negatives():
-    index = InteractionIndex(torch.tensor([1, 1, 2, 3]), torch.tensor([4, 7, 4, 9]), n_items=10)
+@pytest.mark.parametrize("max_bitmap_bytes", [2**30, 0])  # bitmap, and the sorted-keys fallback
+def test_interaction_index_finds_training_pairs_for_row_and_shared_negatives(max_bitmap_bytes):
+    users, items = torch.tensor([1, 1, 2, 3, 3, 1]), torch.tensor([4, 7, 4, 9, 63, 4])  # (1, 4) twice
+    index = InteractionIndex(users, items, n_users=4, n_items=130, max_bitmap_bytes=max_bitmap_bytes)
     rows = index.contains(torch.tensor([1, 2]), torch.tensor([[4, 5, 7], [4, 7, 9]]))
     assert rows.tolist() == [[True, False, True], [True, False, False]]
-    shared = index.contains(torch.tensor([1, 3]), torch.tensor([9, 7]))
-    assert shared.tolist() == [[False, True], [True, False]]
+    shared = index.contains(torch.tensor([1, 3]), torch.tensor([9, 7, 63, 127]))
+    assert shared.tolist() == [[False, True, False, False], [True, False, True, False]]
+    # every pair of a random catalogue: the index agrees with a set
+    g = torch.Generator().manual_seed(0)
+    users, items = torch.randint(0, 50, (400,), generator=g), torch.randint(1, 200, (400,), generator=g)
+    index = InteractionIndex(users, items, 50, 200, max_bitmap_bytes=max_bitmap_bytes)
+    pairs = set(zip(users.tolist(), items.tolist()))
+    grid = index.contains(torch.arange(50), torch.arange(200).expand(50, -1))
+    assert grid.tolist() == [[(u, i) in pairs for i in range(200)] for u in range(50)]
 
 
 @pytest.mark.parametrize("loss_type", sorted(PER_LOSS))
