@@ -446,8 +446,6 @@ def run_benchmark(spec, out_dir=None, dry_run=False, report_only=False, labels=N
     go before the expensive ones; the results of all invocations share one results.csv.
     """
     out_dir = out_dir or spec["output_dir"]
-    os.makedirs(out_dir, exist_ok=True)
-    csv_path = os.path.join(out_dir, "results.csv")
     runs = plan_runs(spec)
     if labels:
         known = [m["label"] for m in spec["models"]]
@@ -455,6 +453,8 @@ def run_benchmark(spec, out_dir=None, dry_run=False, report_only=False, labels=N
         if unknown:
             raise ConfigError(f"--labels: {unknown} not among the model labels {known}")
         runs = [r for r in runs if r["label"] in labels]
+    os.makedirs(out_dir, exist_ok=True)
+    csv_path = os.path.join(out_dir, "results.csv")
     done = finished_run_ids(csv_path)
     pending = [r for r in runs if r["run_id"] not in done]
     skipped = [r["run_id"] for r in runs if r["run_id"] in done]

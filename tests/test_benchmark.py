@@ -120,10 +120,12 @@ def test_benchmark_runs_each_run_once_and_resumes(workdir):
     assert len(pd.read_csv(workdir / "bench" / "results.csv")) == 2
 
 
-def test_bad_benchmark_config_is_one_line_and_exit_2(tmp_path, capsys):
+def test_bad_benchmark_config_is_one_line_and_exit_2(workdir, capsys):
+    tmp_path = workdir
     assert cli_main(["benchmark", "--config", str(tmp_path / "missing.yaml")]) == 2
     bad = tmp_path / "bad.yaml"
     bad.write_text("models: [MMLMF]\ndatasets: [ml-100k]\n")
     assert cli_main(["benchmark", "--config", str(bad), "--labels", "BPR"]) == 2
     err = capsys.readouterr().err
+    assert not os.path.exists(workdir / "benchmarks")  # nothing written for a refused invocation
     assert "missing.yaml' does not exist" in err and "--labels: ['BPR']" in err and err.count("\n") == 2
