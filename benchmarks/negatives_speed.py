@@ -71,6 +71,9 @@ def cases(n):
     mml = dict(ours, margins=[0.3, 0.5, 0.7], weights=[0.10, 0.15, 0.75], neg_weight=100.0)  # ml-100k margins
     for sharing in ("row", "batch"):
         yield "MMLMF (MML)", sharing, "MMLMF", dict(mml, neg_sharing=sharing)
+    # the floor keeps sampled training positives as negatives: so does this row
+    yield "MMLMF (MML), positives not excluded", "batch", "MMLMF", dict(mml, neg_sharing="batch",
+                                                                       neg_exclude_positives=False)
     for sharing in ("row", "batch"):
         yield "MMLSimpleX (CCL)", sharing, "MMLSimpleX", dict(
             ours, **ccl, neg_sharing=sharing, loss_type="CCL", ccl_margin=0.5, neg_weight=10.0)
@@ -85,12 +88,15 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--negatives", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--out", default=None, help="also write the table as CSV here")
+    parser.add_argument("--models", nargs="+", default=None, help="only the rows whose model label starts so")
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)  # checkpoints and logs stay out of the working tree
         for n in args.negatives:
             for label, sharing, model, extra in cases(n):
+                if args.models and not any(label.startswith(m) for m in args.models):
+                    continue
                 epoch_s, recall, ndcg = run_case(model, n, extra, args.epochs)
                 rows.append({"N": n, "model": label, "negatives": sharing, "epoch_s": epoch_s,
                              "recall@20": recall, "ndcg@20": ndcg})
@@ -101,7 +107,8 @@ def main(argv=None):
                                  "epoch_s": floor(n, shared)})
     table = pd.DataFrame(rows)
     simplex = table[table.model.str.startswith("RecBole")].set_index("N").epoch_s
-    table["speedup_vs_RecBole_SimpleX"] = [simplex[n] / t for n, t in zip(table.N, table.epoch_s)]
+    if len(simplex):
+        table["speedup_vs_RecBole_SimpleX"] = [simplex.get(n, float("nan")) / t for n, t in zip(table.N, table.epoch_s)]
     print(table.to_markdown(index=False, floatfmt=".4f"))
     if args.out:
         table.to_csv(args.out, index=False)

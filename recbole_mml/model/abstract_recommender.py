@@ -77,14 +77,17 @@ class ContrastiveRecommender(GeneralRecommender):
         Per-row negatives are gathered as vectors, unless there are so many that scoring the whole
         catalogue with one matrix product and picking the scores is cheaper in memory.
         """
+        normalize_rows = self.cosine
         if self.cosine:
             user_e = F.normalize(user_e, dim=-1)
+            if neg.numel() > item_table.shape[0]:  # normalise the table once, not every gathered copy
+                item_table, normalize_rows = F.normalize(item_table, dim=-1), False
         if neg.dim() == 2 and neg.shape[1] * user_e.shape[1] > item_table.shape[0]:
-            table = F.normalize(item_table, dim=-1) if self.cosine else item_table
+            table = F.normalize(item_table, dim=-1) if normalize_rows else item_table
             all_scores = user_e @ table.T
             return all_scores.gather(1, pos.unsqueeze(1)).squeeze(1), all_scores.gather(1, neg)
-        pos_e, neg_e = item_table[pos], item_table[neg]
-        if self.cosine:
+        pos_e, neg_e = F.embedding(pos, item_table), F.embedding(neg, item_table)
+        if normalize_rows:
             pos_e, neg_e = F.normalize(pos_e, dim=-1), F.normalize(neg_e, dim=-1)
         pos_scores = (user_e * pos_e).sum(-1)
         if neg.dim() == 1:
