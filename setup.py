@@ -36,6 +36,10 @@ setup(
     package_data={"": ["*.yaml"]},
     python_requires=">=3.10",
     install_requires=RECBOLE_RUNTIME + ["matplotlib", "ray[tune]>=2.40", "optuna>=3"],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={
+        "test": ["pytest>=7"],
+        # NCL clusters embeddings with faiss (CPU build; faiss picks a GPU itself when it has one)
+        "baselines": ["faiss-cpu>=1.7.3"],
+    },
     entry_points={"console_scripts": ["recbole-mml=recbole_mml.cli:main"]},
 )

@@ -1,13 +1,19 @@
 """Every fix RecBole 1.2.1 needs on today's numpy, pandas, scipy, torch and Ray, in one place.
 
 RecBole 1.2.1 (the newest release) was written against numpy 1.x, pandas 1.x, scipy < 1.13,
-torch < 2.6 and Ray 2.6. Each fix below is small, replaces exactly one broken RecBole function
-(or restores one removed library attribute RecBole relies on) and is applied once by
-:func:`apply`, which ``import recbole_mml`` calls. Nothing here changes behaviour that works.
+torch < 2.6 and Ray 2.6. Each fix below is small, replaces only the RecBole code that breaks
+(or restores removed library attributes RecBole relies on) and is applied once by :func:`apply`,
+which ``import recbole_mml`` calls. Nothing here changes behaviour that works.
 """
 
+import ast
+import importlib
+import inspect
 import os
 import tempfile
+import textwrap
+import types
+import warnings
 
 import numpy as np
 import torch
@@ -48,8 +54,8 @@ def load_checkpoint(path, device="cpu"):
     """Load a checkpoint written by RecBole's own trainer.
 
     torch >= 2.6 loads with ``weights_only=True`` by default, which refuses RecBole's checkpoints
-    (they pickle the Config object). Only files RecBole's trainer wrote itself go through here, so
-    safe loading stays the default for everything else in the process.
+    (they pickle the Config object). Only RecBole's checkpoints go through here (the trainer's, and
+    the pretrained ones a few models read), so safe loading stays the default for everything else.
     """
     return torch.load(str(path), map_location=device, weights_only=False)
 
@@ -110,6 +116,31 @@ def _trainer_resume_checkpoint(self, resume_file):
     self.model.load_other_parameter(checkpoint.get("other_parameter"))
     self.optimizer.load_state_dict(checkpoint["optimizer"])
     self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+
+
+# RecBole modules that torch.load a pretrained RecBole checkpoint (it pickles the Config object).
+PRETRAINED_CHECKPOINT_MODULES = [
+    "recbole.model.general_recommender.convncf",  # train_method: after_pretrain (a BPR checkpoint)
+    "recbole.model.general_recommender.nais",  # pretrain_path (a FISM checkpoint)
+    "recbole.model.general_recommender.neumf",  # use_pretrain (MF and MLP checkpoints)
+    "recbole.model.general_recommender.ract",  # train_stage: critic_pretrain / finetune
+    "recbole.model.sequential_recommender.s3rec",  # train_stage: finetune
+    "recbole.model.context_aware_recommender.kd_dagfm",  # warm_up
+]
+
+
+class _TorchReadingRecBoleCheckpoints(types.ModuleType):
+    """``torch`` for the modules above only: its ``load`` reads RecBole checkpoints under torch >= 2.6."""
+
+    def __init__(self):
+        super().__init__("torch", torch.__doc__)
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    @staticmethod
+    def load(f, map_location=None, **kwargs):
+        return load_checkpoint(f, map_location)
 
 
 def _wrap_trainer_evaluate(original):
@@ -233,11 +264,43 @@ def _dataset_load_feat(self, filepath, source):
     return df
 
 
+# pandas 3's Series.agg(len) returns the Series' own length, not each cell's; these RecBole methods
+# use it to split the concatenated cells of sequence fields (token_seq, float_seq) back apart.
+AGG_LEN_METHODS = [
+    ("recbole.data.dataset.dataset", "Dataset", "_remap"),
+    ("recbole.data.dataset.dataset", "Dataset", "_normalize"),
+    ("recbole.data.dataset.dataset", "Dataset", "_discretization"),
+    ("recbole.data.dataset.kg_dataset", "KnowledgeBasedDataset", "_reset_ent_remapID"),
+    ("recbole.data.dataset.sequential_dataset", "SequentialDataset", "_benchmark_presets"),
+]
+
+
+def per_cell_lengths(function):
+    """``function`` recompiled with ``.agg(len)`` as ``.map(len)``: per-cell lengths under pandas 3 too."""
+    source = textwrap.dedent(inspect.getsource(function))
+    if ".agg(len)" not in source:
+        raise RuntimeError(f"{function.__qualname__} no longer calls .agg(len); revisit recbole_mml.compat")
+    tree = ast.parse(source.replace(".agg(len)", ".map(len)"))
+    ast.increment_lineno(tree, function.__code__.co_firstlineno - 1)  # tracebacks keep RecBole's lines
+    namespace = {}
+    exec(compile(tree, inspect.getsourcefile(function), "exec"), function.__globals__, namespace)
+    fixed = namespace[function.__name__]
+    fixed.__qualname__ = function.__qualname__
+    return fixed
+
+
 def _ray_objective_function(config_dict=None, config_file_list=None, saved=True):
     """RecBole's objective_function calls ``tune.report(**result)``; Ray >= 2.7 takes a dict."""
     from recbole_mml.quick_start import objective_function
 
     return objective_function(config_dict, config_file_list, saved)
+
+
+def _load_data_and_model(model_file):
+    """recbole.quick_start.load_data_and_model reads its checkpoint with a bare torch.load (torch >= 2.6)."""
+    from recbole_mml.quick_start import load_data_and_model
+
+    return load_data_and_model(model_file)
 
 
 def apply():
@@ -262,10 +325,18 @@ def apply():
     collector.Collector.get_data_struct = _collector_get_data_struct
     dataset.Dataset._fill_nan = _dataset_fill_nan
     dataset.Dataset._load_feat = _dataset_load_feat
+    for module_name, class_name, method_name in AGG_LEN_METHODS:
+        cls = getattr(importlib.import_module(module_name), class_name)
+        setattr(cls, method_name, per_cell_lengths(getattr(cls, method_name)))
+
+    for module_name in PRETRAINED_CHECKPOINT_MODULES:
+        importlib.import_module(module_name).torch = _TorchReadingRecBoleCheckpoints()
 
     import recbole.quick_start as quick_start_pkg
     from recbole.quick_start import quick_start as quick_start_module
 
     quick_start_module.objective_function = _ray_objective_function
     quick_start_pkg.objective_function = _ray_objective_function
+    quick_start_module.load_data_and_model = _load_data_and_model
+    quick_start_pkg.load_data_and_model = _load_data_and_model
     _APPLIED = True

@@ -1,0 +1,224 @@
+"""recbole_mml.compat: each test states what one fix restores and fails without that fix."""
+
+import math
+import os
+import pickle
+import sys
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from recbole.data import create_dataset, data_preparation
+from recbole.model.general_recommender import BPR, ConvNCF, LightGCN
+from recbole.trainer import Trainer
+
+from recbole_mml import compat
+from recbole_mml.quick_start import build_config
+
+# Small and quick: one epoch, large batches (2**20 scores is 623 users of ml-100k per evaluation batch).
+FAST = {"epochs": 1, "train_batch_size": 8192, "eval_batch_size": 2**20, "show_progress": False}
+BEYOND_ACCURACY = ["ItemCoverage", "AveragePopularity", "GiniIndex", "ShannonEntropy", "TailPercentage"]
+
+
+@pytest.fixture(scope="module")
+def ml100k():
+    """BPR's config, dataset and loaders for ml-100k, built once for the module."""
+    config = build_config("BPR", "ml-100k", config_dict=dict(FAST))
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    return config, dataset, train_data, valid_data, test_data
+
+
+def assert_finite_metrics(result, names):
+    for name in names:
+        assert name in result, f"{name} missing from {sorted(result)}"
+        assert math.isfinite(float(result[name])), f"{name} = {result[name]}"
+
+
+def test_numpy_aliases_exist_and_recbole_config_builds(monkeypatch):
+    from recbole.config import Config as RecBoleConfig
+
+    monkeypatch.setattr(sys, "argv", ["recbole"])  # RecBole's own Config also reads sys.argv
+
+    assert np.float_ is np.float64 and np.complex_ is np.complex128 and np.unicode_ is np.str_
+    assert np.bool8 is np.bool_  # Ray <= 2.6 reads it
+    config = RecBoleConfig("BPR", "ml-100k", config_dict={"show_progress": False})
+    assert config["model"] == "BPR" and config["embedding_size"] == 64
+
+
+def test_best_checkpoint_reloads_while_torch_load_stays_safe(ml100k, workdir):
+    config, _, train_data, valid_data, test_data = ml100k
+    trainer = Trainer(config, BPR(config, train_data.dataset))
+    trainer.fit(train_data, valid_data, verbose=False, saved=True)
+    assert os.path.isfile(trainer.saved_model_file)
+    reloaded = trainer.evaluate(test_data, load_best_model=True)
+    assert_finite_metrics(reloaded, ["recall@10", "ndcg@10"])
+
+    # A fresh trainer reads the same file, both for testing and for resuming training.
+    fresh = Trainer(config, BPR(config, train_data.dataset))
+    assert fresh.evaluate(test_data, load_best_model=True, model_file=trainer.saved_model_file) == reloaded
+    fresh.resume_checkpoint(trainer.saved_model_file)
+    assert fresh.start_epoch == 1
+
+    # Only RecBole's own checkpoints bypass safe loading: a plain torch.load still refuses pickled objects.
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(trainer.saved_model_file)
+
+
+@pytest.fixture(scope="module")
+def bpr_checkpoint(ml100k, tmp_path_factory):
+    """A checkpoint of an (untrained) BPR written by RecBole's trainer, and that BPR."""
+    config, _, train_data, _, _ = ml100k
+    model = BPR(config, train_data.dataset)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path_factory.mktemp("bpr"))
+        trainer = Trainer(config, model)
+        trainer._save_checkpoint(0, verbose=False)
+        return os.path.abspath(trainer.saved_model_file), model
+
+
+def test_models_read_their_pretrained_recbole_checkpoint(ml100k, bpr_checkpoint):
+    _, _, train_data, _, _ = ml100k
+    path, bpr = bpr_checkpoint
+    config = build_config("ConvNCF", "ml-100k", config_dict=dict(
+        FAST, train_method="after_pretrain", pre_model_path=path
+    ))
+    model = ConvNCF(config, train_data.dataset)
+    assert torch.equal(model.user_embedding.weight, bpr.user_embedding.weight)
+    assert torch.equal(model.item_embedding.weight, bpr.item_embedding.weight)
+    with pytest.raises(pickle.UnpicklingError):  # the module-wide torch.load is still the safe one
+        torch.load(path)
+
+
+def test_recbole_load_data_and_model_reads_a_checkpoint(bpr_checkpoint, workdir):
+    from recbole.quick_start import load_data_and_model
+
+    path, bpr = bpr_checkpoint
+    config, model, _, _, _, test_data = load_data_and_model(path)
+    assert config["model"] == "BPR" and isinstance(model, BPR) and test_data is not None
+    assert torch.equal(model.user_embedding.weight, bpr.user_embedding.weight)
+
+
+def test_checkpoint_save_is_atomic(workdir, monkeypatch):
+    target = workdir / "ckpt" / "model.pth"
+    compat.save_checkpoint({"epoch": 1, "w": torch.ones(3)}, target)
+    assert os.listdir(target.parent) == ["model.pth"]
+    assert compat.load_checkpoint(target)["epoch"] == 1
+    before = target.read_bytes()
+
+    def crash_mid_write(obj, f, **kwargs):
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        compat.save_checkpoint({"epoch": 2}, target)
+    assert os.listdir(target.parent) == ["model.pth"], "a temp file was left behind"
+    assert target.read_bytes() == before, "the previous checkpoint was damaged"
+
+
+def test_dok_matrix_update_and_lightgcn_adjacency(ml100k):
+    matrix = sp.dok_matrix((2, 3), dtype=np.float32)
+    matrix._update({(0, 1): 1.0, (1, 2): 2.0})
+    assert matrix.toarray().tolist() == [[0, 1, 0], [0, 0, 2]]
+
+    _, _, train_data, _, _ = ml100k
+    config = build_config("LightGCN", "ml-100k", config_dict=dict(FAST))
+    model = LightGCN(config, train_data.dataset)
+    adjacency = model.norm_adj_matrix.coalesce()
+    size = train_data.dataset.user_num + train_data.dataset.item_num
+    assert adjacency.shape == (size, size)
+    assert adjacency.indices().shape[1] == 2 * train_data.dataset.inter_num  # each edge, both ways
+    dense = adjacency.to_dense()
+    assert torch.equal(dense, dense.T)
+
+
+def test_collector_handles_integer_counts_for_beyond_accuracy_metrics(ml100k, workdir):
+    _, _, train_data, _, test_data = ml100k
+    config = build_config("BPR", "ml-100k", config_dict=dict(FAST, metrics=["Recall"] + BEYOND_ACCURACY))
+    trainer = Trainer(config, BPR(config, train_data.dataset))
+    trainer.eval_collector.data_collect(train_data)  # item counts, as Trainer.fit collects them
+    result = trainer.evaluate(test_data, load_best_model=False)
+    names = ["itemcoverage@10", "averagepopularity@10", "giniindex@10", "shannonentropy@10", "tailpercentage@10"]
+    assert_finite_metrics(result, names)
+    assert 0 < result["itemcoverage@10"] <= 1 and 0 <= result["giniindex@10"] <= 1
+
+
+@pytest.fixture(scope="module")
+def items_with_gaps(tmp_path_factory):
+    """A tiny dataset whose .item file has an empty token_seq cell, a missing float and a missing token."""
+    root = tmp_path_factory.mktemp("data")
+    (root / "toy").mkdir()
+    inter = ["user_id:token\titem_id:token"]
+    inter += [f"u{u}\ti{(u * 3 + k) % 8 + 1}" for u in range(1, 11) for k in range(5)]
+    (root / "toy" / "toy.inter").write_text("\n".join(inter) + "\n")
+    items = {  # item: (genres, price, brand, scores)
+        "i1": ("drama comedy", "2.0", "b1", "0.5 1.5"),
+        "i2": ("", "4.0", "b2", "1.0"),
+        "i3": ("horror", "", "b1", "3.0 0.0 2.0"),
+        "i4": ("comedy", "6.0", "", "2.0"),
+        "i5": ("drama", "8.0", "b2", "1.0 1.0"),
+        "i6": ("horror comedy drama", "10.0", "b1", "0.0"),
+        "i7": ("comedy", "12.0", "b2", "2.5"),
+        "i8": ("drama", "14.0", "b1", "1.5 0.5"),
+    }
+    lines = ["item_id:token\tgenres:token_seq\tprice:float\tbrand:token\tscores:float_seq"]
+    lines += ["\t".join((item,) + row) for item, row in items.items()]
+    (root / "toy" / "toy.item").write_text("\n".join(lines) + "\n")
+    config = build_config("BPR", "toy", config_dict={
+        "data_path": str(root), "normalize_field": ["scores"],
+        "load_col": {"inter": ["user_id", "item_id"], "item": ["item_id", "genres", "price", "brand", "scores"]},
+    })
+    dataset = create_dataset(config)
+    return dataset, dataset.item_feat.set_index("item_id"), items
+
+
+def _row(dataset, feat, item):
+    return feat.loc[dataset.token2id("item_id", item)]
+
+
+def test_empty_token_seq_cell_loads_as_an_empty_sequence(items_with_gaps):
+    dataset, feat, _ = items_with_gaps
+    assert len(_row(dataset, feat, "i2")["genres"]) == 0
+
+
+def test_missing_values_are_filled(items_with_gaps):
+    dataset, feat, items = items_with_gaps
+    prices = [float(row[1]) for row in items.values() if row[1]]
+    assert _row(dataset, feat, "i3")["price"] == pytest.approx(np.mean(prices))
+    assert _row(dataset, feat, "i4")["brand"] == 0  # [PAD]
+    assert not feat["price"].isna().any() and not feat["brand"].isna().any()
+
+
+def test_sequence_cells_keep_their_own_values(items_with_gaps):
+    dataset, feat, items = items_with_gaps
+    genre_tokens = dataset.field2id_token["genres"]
+    all_scores = [float(s) for row in items.values() for s in row[3].split()]
+    low, high = min(all_scores), max(all_scores)
+    for item, (genres, _, _, scores) in items.items():
+        row = _row(dataset, feat, item)
+        assert list(genre_tokens[np.asarray(row["genres"], dtype=int)]) == genres.split()
+        expected = [(float(s) - low) / (high - low) for s in scores.split()]
+        assert np.allclose(row["scores"], expected)
+
+
+def test_ray_objective_function_reports_one_dict(workdir, monkeypatch):
+    from ray import tune
+
+    import recbole.quick_start
+
+    class TrialContext:
+        def get_trial_id(self):
+            return "trial_0"
+
+    reports = []
+    monkeypatch.setattr(tune, "get_context", lambda: TrialContext())
+    monkeypatch.setattr(tune, "report", lambda *args, **kwargs: reports.append((args, kwargs)))
+    result = recbole.quick_start.objective_function(
+        config_dict=dict(FAST, model="BPR", dataset="ml-100k"), saved=True
+    )
+    assert result["model"] == "BPR"
+    assert_finite_metrics(result["test_result"], ["recall@10", "ndcg@10"])
+    assert reports == [((dict(result["test_result"]),), {})]
