@@ -38,7 +38,7 @@ setup(
     install_requires=RECBOLE_RUNTIME + ["matplotlib", "ray[tune]>=2.40", "optuna>=3"],
     extras_require={
         "test": ["pytest>=7"],
-        # NCL clusters embeddings with faiss (CPU build; faiss picks a GPU itself when it has one)
+        # RecBole's NCL clusters embeddings with faiss (its gpu=True falls back to the CPU in faiss-cpu)
         "baselines": ["faiss-cpu>=1.7.3"],
     },
     entry_points={"console_scripts": ["recbole-mml=recbole_mml.cli:main"]},
