@@ -10,6 +10,7 @@ import ast
 import importlib
 import inspect
 import os
+import sys
 import tempfile
 import textwrap
 import types
@@ -303,12 +304,29 @@ def _load_data_and_model(model_file):
     return load_data_and_model(model_file)
 
 
+def keep_anomaly_mode_off():
+    """Import RecBole's SINE model without the global anomaly detection it switches on.
+
+    ``recbole/model/sequential_recommender/sine.py`` (1.2.1) calls ``torch.autograd.set_detect_anomaly(True)``
+    at import time, and any import of RecBole's sequential models (a model lookup, a checkpoint
+    patch) runs it: every forward op then records a stack trace and every backward checks for NaN
+    (an MMLMF epoch on Gowalla took 27 s instead of 20 s). The previous mode is restored after the
+    first import; once imported, the module never runs that line again.
+    """
+    if "recbole.model.sequential_recommender.sine" in sys.modules:
+        return
+    enabled = torch.is_anomaly_enabled()
+    importlib.import_module("recbole.model.sequential_recommender.sine")
+    torch.autograd.set_detect_anomaly(enabled)
+
+
 def apply():
     """Apply every fix once; safe to call again."""
     global _APPLIED
     if _APPLIED:
         return
     numpy_aliases()
+    keep_anomaly_mode_off()
 
     import scipy.sparse as sp
     from recbole.config import configurator

@@ -37,6 +37,9 @@ def prepare_data(config):
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
+    loader_class = getattr(config.model_class, "train_loader_class", None)
+    if loader_class is not None and not isinstance(train_data, loader_class):
+        train_data = loader_class(config, train_data._dataset, train_data._sampler, shuffle=train_data.shuffle)
     check_no_cold_users(config, train_data, valid_data, test_data)
     return dataset, train_data, valid_data, test_data
 

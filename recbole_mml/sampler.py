@@ -1,21 +1,33 @@
 """Negative items drawn inside the model, per batch, on the model's device.
 
 RecBole's pairwise loader copies every positive row N times to attach N negatives; at N = 1000 that
-is most of an epoch. Here the loader yields positives only and the model draws negatives itself:
-``neg_sharing='row'`` gives every positive its own N (as the method was published),
-``neg_sharing='batch'`` one set of N for the whole batch (scored with one matrix product).
-The generator is seeded from the config and reseeded per epoch, so runs and resumed runs repeat.
+is most of an epoch. Here the loader yields positives only and the model draws negatives itself.
+``neg_sharing`` says where a row's N negatives come from:
+
+- ``row``: N drawn for every positive (as the method was published): B x N vectors gathered;
+- ``batch``: one set of N shared by the batch, scored with one ``[B, N]`` matrix product;
+- ``pool``: a pool of ``neg_pool_size`` P items drawn per batch, scored with one ``[B, P]`` product;
+  every row then picks its own N of the P (per-row negatives at the cost of a shared set);
+- ``in_batch``: the batch's other positive items, no sampling (``[B, B]`` product); they follow
+  the training popularity of items, whatever ``neg_distribution`` says;
+- ``mixed``: in-batch plus N shared negatives drawn from ``neg_distribution``.
+
+The generator is reseeded per epoch from (seed, epoch), so runs and resumed runs repeat.
 """
+
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
 from recbole_mml.errors import ConfigError
+from recbole_mml.seeding import stream_seed
 
 DISTRIBUTIONS = ("uniform", "popularity")
-SHARINGS = ("row", "batch")
+SHARINGS = ("row", "batch", "pool", "in_batch", "mixed")
 
 
-def check_sampler_args(num_negatives, distribution, sharing):
+def check_sampler_args(num_negatives, distribution, sharing, pool_size=None):
     """Refuse bad sampler settings before any data is loaded; ConfigError names the key."""
     if distribution not in DISTRIBUTIONS:
         raise ConfigError(f"neg_distribution: expected one of {DISTRIBUTIONS}, got {distribution!r}")
@@ -23,20 +35,41 @@ def check_sampler_args(num_negatives, distribution, sharing):
         raise ConfigError(f"neg_sharing: expected one of {SHARINGS}, got {sharing!r}")
     if isinstance(num_negatives, bool) or not isinstance(num_negatives, int) or num_negatives < 1:
         raise ConfigError(f"num_negatives: expected an integer >= 1, got {num_negatives!r}")
+    if sharing == "pool":
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < num_negatives:
+            raise ConfigError(
+                f"neg_pool_size: expected an integer >= num_negatives ({num_negatives}) with neg_sharing=pool, "
+                f"got {pool_size!r}"
+            )
+
+
+@dataclass
+class Negatives:
+    """One batch's negatives. ``ids``: ``[B, N]`` (row), ``[N]`` (batch, mixed), ``[P]`` (pool) or
+    ``None`` (in_batch); ``picks``: ``[B, N]`` positions in the pool (pool only)."""
+
+    ids: Optional[torch.Tensor]
+    picks: Optional[torch.Tensor] = None
 
 
 class InteractionIndex:
     """Membership test for (user, item) training pairs, to ignore sampled "negatives" the user
     interacted with (RecBole's own samplers exclude them).
 
-    A bitmap of n_users x n_items bits (150 MB for Gowalla) answers B*N queries with one gather;
-    past ``max_bitmap_bytes`` it falls back to ``searchsorted`` over sorted ``user * n_items + item``
-    keys (about 10x slower).
+    Per-row candidates (``[B, N]``): a bitmap of n_users x n_items bits (150 MB for Gowalla) answers
+    B*N queries with one gather; past ``max_bitmap_bytes`` it falls back to ``searchsorted`` over
+    sorted ``user * n_items + item`` keys (about 10x slower). Candidates shared by the batch
+    (``[P]``): the users' item lists, see :meth:`contains_shared`.
     """
 
     def __init__(self, users, items, n_users, n_items, device="cpu", max_bitmap_bytes=2**30):
         self.n_items = int(n_items)
         keys = torch.unique(users.long() * self.n_items + items.long())
+        # per-user item lists (CSR) for contains_shared
+        self.indptr = torch.zeros(int(n_users) + 1, dtype=torch.int64)
+        self.indptr[1:] = torch.bincount(keys // self.n_items, minlength=int(n_users)).cumsum(0)
+        self.indptr, self.indices = self.indptr.to(device), (keys % self.n_items).to(device)
+        self.slot_of_item = torch.full((self.n_items,), -1, dtype=torch.int64, device=device)
         self.words = (self.n_items + 63) // 64
         if int(n_users) * self.words * 8 <= max_bitmap_bytes:
             users, items = keys // self.n_items, keys % self.n_items
@@ -50,7 +83,7 @@ class InteractionIndex:
     def contains(self, users, items):
         """Boolean mask of ``items`` (``[B, N]``, or shared ``[N]``) that ``users`` (``[B]``) interacted with."""
         if items.dim() == 1:
-            items = items.unsqueeze(0)
+            return self.contains_shared(users, items)
         users = users.unsqueeze(1)
         if self.bitmap is not None:
             words = self.bitmap[users * self.words + items // 64]
@@ -58,6 +91,27 @@ class InteractionIndex:
         query = users * self.n_items + items
         position = torch.searchsorted(self.keys, query).clamp_(max=self.keys.numel() - 1)
         return self.keys[position] == query
+
+    def contains_shared(self, users, items):
+        """``[B, P]`` mask of the shared candidates ``items`` (``[P]``, repeats allowed) in each user's history.
+
+        Walks the batch users' histories once (about B x 24 entries on Gowalla) with a lookup table
+        from item to candidate slot: 0.75 ms for B = 1024, P = 100 against 0.85 ms for B x P bitmap
+        reads, and 2.6 ms against 11 ms at P = 1000 (in-batch negatives).
+        """
+        unique, inverse = torch.unique(items, return_inverse=True)
+        starts = self.indptr[users]
+        lengths = self.indptr[users + 1] - starts
+        rows = torch.repeat_interleave(torch.arange(users.numel(), device=users.device), lengths)
+        # position of every history entry of the batch users in self.indices
+        flat = torch.arange(rows.numel(), device=users.device) + (starts - (lengths.cumsum(0) - lengths))[rows]
+        self.slot_of_item[unique] = torch.arange(unique.numel(), device=users.device)
+        slot = self.slot_of_item[self.indices[flat]]
+        self.slot_of_item[unique] = -1
+        hit = slot >= 0
+        mask = torch.zeros(users.numel(), unique.numel(), dtype=torch.bool, device=users.device)
+        mask[rows[hit], slot[hit]] = True
+        return mask[:, inverse]
 
     @classmethod
     def from_dataset(cls, dataset, device="cpu"):
@@ -70,14 +124,16 @@ class NegativeSampler:
     """Draws item ids in ``[1, n_items)`` (id 0 is RecBole's padding item)."""
 
     def __init__(self, n_items, num_negatives, distribution="uniform", sharing="row", item_counts=None,
-                 alpha=1.0, replacement=True, seed=0, device="cpu"):
-        check_sampler_args(num_negatives, distribution, sharing)
-        if not replacement and num_negatives > n_items - 1:
+                 alpha=1.0, replacement=True, seed=0, device="cpu", pool_size=None):
+        check_sampler_args(num_negatives, distribution, sharing, pool_size)
+        drawn = pool_size if sharing == "pool" else num_negatives
+        if not replacement and drawn > n_items - 1:
+            key = "neg_pool_size" if sharing == "pool" else "num_negatives"
             raise ConfigError(
-                f"num_negatives: {num_negatives} is more than the {n_items - 1} items available "
+                f"{key}: {drawn} is more than the {n_items - 1} items available "
                 f"when sampling without replacement (neg_replacement=False)"
             )
-        self.n_items, self.num_negatives = n_items, num_negatives
+        self.n_items, self.num_negatives, self.pool_size = n_items, num_negatives, pool_size
         self.distribution, self.sharing, self.replacement = distribution, sharing, replacement
         self.device = torch.device(device)
         self.seed = int(seed)
@@ -97,7 +153,7 @@ class NegativeSampler:
 
     def reseed(self, epoch):
         """Seed from (seed, epoch): epoch k draws the same negatives in a fresh or resumed run."""
-        self.generator.manual_seed(self.seed * 1_000_003 + int(epoch))
+        self.generator.manual_seed(stream_seed(self.seed, epoch, "negatives"))
 
     def get_state(self):
         return self.generator.get_state()
@@ -106,11 +162,22 @@ class NegativeSampler:
         self.generator.set_state(state)
 
     def sample(self, batch_size):
-        """``[batch_size, N]`` ids (row sharing) or ``[N]`` ids (batch sharing)."""
-        shape = (self.num_negatives,) if self.sharing == "batch" else (batch_size, self.num_negatives)
+        """The :class:`Negatives` of a batch of ``batch_size`` positives."""
+        if self.sharing == "in_batch":
+            return Negatives(None)
+        if self.sharing == "row":
+            return Negatives(self.draw((batch_size, self.num_negatives)))
+        if self.sharing == "pool":
+            picks = torch.randint(0, self.pool_size, (batch_size, self.num_negatives), generator=self.generator,
+                                  device=self.device)
+            return Negatives(self.draw((self.pool_size,)), picks)
+        return Negatives(self.draw((self.num_negatives,)))
+
+    def draw(self, shape):
+        """Item ids of ``shape`` from ``neg_distribution`` (distinct along the last axis without replacement)."""
         if not self.replacement:
-            probs = self.probs if self.sharing == "batch" else self.probs.expand(batch_size, -1)
-            return torch.multinomial(probs, self.num_negatives, replacement=False, generator=self.generator) + 1
+            probs = self.probs.expand(*shape[:-1], -1) if len(shape) > 1 else self.probs
+            return torch.multinomial(probs, shape[-1], replacement=False, generator=self.generator) + 1
         if self.distribution == "uniform":
             return torch.randint(1, self.n_items, shape, generator=self.generator, device=self.device)
         uniform = torch.rand(shape, generator=self.generator, device=self.device)
@@ -126,4 +193,5 @@ class NegativeSampler:
         return cls(
             dataset.item_num, config["num_negatives"], config["neg_distribution"], config["neg_sharing"],
             counts, config["neg_alpha"], config["neg_replacement"], config["seed"], config["device"],
+            config["neg_pool_size"],
         )

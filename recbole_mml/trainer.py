@@ -1,4 +1,5 @@
-"""The trainer of recbole_mml's models: RecBole's Trainer, made repeatable across resumes and NaN-safe."""
+"""The trainer of recbole_mml's models: RecBole's Trainer, made repeatable across resumes and NaN-safe,
+with a lazy Adam for ``learner: sparse_adam``."""
 
 import itertools
 
@@ -6,6 +7,9 @@ import torch
 
 from recbole.trainer import Trainer
 
+from recbole_mml.collector import TopKCollector
+from recbole_mml.optim import LazyAdam
+from recbole_mml.seeding import stream_seed
 
 
 class NonFiniteLossError(RuntimeError):
@@ -14,12 +18,25 @@ class NonFiniteLossError(RuntimeError):
 
 class MMLTrainer(Trainer):
     """Reseeds shuffling and negative sampling from (seed, epoch), so epoch k is the same in a fresh
-    and a resumed run, and stops at the first non-finite loss, leaving the last good checkpoint."""
+    and a resumed run, and stops at the first non-finite loss, leaving the last good checkpoint.
+    Top-k metrics are collected by :class:`~recbole_mml.collector.TopKCollector`."""
+
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.eval_collector = TopKCollector(config)
+
+    def _build_optimizer(self, **kwargs):
+        """RecBole's optimizers, except ``sparse_adam``: :class:`~recbole_mml.optim.LazyAdam`, which
+        also takes the dense parameters RecBole's ``SparseAdam`` fails on."""
+        if kwargs.get("learner", self.learner).lower() != "sparse_adam" or "params" in kwargs:
+            return super()._build_optimizer(**kwargs)
+        return LazyAdam(self.model, kwargs.get("learning_rate", self.learning_rate),
+                        kwargs.get("weight_decay", self.weight_decay))
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-        epoch_seed = self.config["seed"] * 1_000_003 + epoch_idx
-        train_data.generator.manual_seed(epoch_seed)
-        torch.manual_seed(epoch_seed)  # dropout and any other draw from torch's global generator
+        seed = self.config["seed"]
+        train_data.generator.manual_seed(stream_seed(seed, epoch_idx, "shuffle"))
+        torch.manual_seed(stream_seed(seed, epoch_idx, "torch"))  # dropout and any other global draw
         sampler = getattr(self.model, "sampler", None)
         if sampler is not None:
             sampler.reseed(epoch_idx)

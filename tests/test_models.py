@@ -11,7 +11,6 @@ from recbole_mml.quick_start import build_config, load_data_and_model, prepare_d
 from recbole_mml.registry import get_model, get_trainer
 from recbole_mml.loss import build_loss
 from recbole_mml.model.abstract_recommender import MASKED_SCORE
-from recbole_mml.sampler import InteractionIndex, NegativeSampler
 
 from conftest import ROOT
 
@@ -78,30 +77,6 @@ def test_cli_trains_mmlmf_and_refuses_unknown_model(tmp_path):
     assert bad.stderr.strip().splitlines() == ["error: model: unknown model 'NoSuchModel' (neither recbole_mml nor RecBole has it)"]
 
 
-@pytest.mark.parametrize("sharing,shape", [("row", (8, 5)), ("batch", (5,))])
-def test_sampler_shapes_range_and_seeding(sharing, shape):
-    sampler = NegativeSampler(n_items=20, num_negatives=5, sharing=sharing, seed=3)
-    first = sampler.sample(8)
-    assert first.shape == shape and first.min() >= 1 and first.max() <= 19
-    sampler.reseed(4)
-    a = sampler.sample(8)
-    sampler.reseed(4)
-    torch.testing.assert_close(sampler.sample(8), a)
-
-
-def test_popularity_sampler_follows_item_counts():
-    counts = torch.tensor([0.0, 1.0, 0.0, 3.0, 6.0])  # id 0 is padding, id 2 never seen
-    sampler = NegativeSampler(5, 20000, distribution="popularity", sharing="batch", item_counts=counts, seed=0)
-    drawn = torch.bincount(sampler.sample(1), minlength=5).double() / 20000
-    torch.testing.assert_close(drawn, torch.tensor([0.0, 0.1, 0.0, 0.3, 0.6], dtype=torch.float64), atol=0.015, rtol=0)
-
-
-def test_sampling_without_replacement_gives_distinct_items():
-    sampler = NegativeSampler(30, 29, sharing="row", replacement=False, seed=1)
-    rows = sampler.sample(4)
-    assert all(len(set(r.tolist())) == 29 for r in rows) and rows.min() >= 1
-
-
 def test_row_scores_match_whichever_path_computes_them(ml100k):
     """Gathered vectors (few negatives), a pre-normalised table (many rows), or the whole catalogue
     scored and picked (many negatives per row): all equal the plain cosine."""
@@ -109,32 +84,12 @@ def test_row_scores_match_whichever_path_computes_them(ml100k):
     model = get_model("MMLMF")(config, ml100k[1]._dataset)
     g = torch.Generator().manual_seed(0)
     for n_users, n_neg in ((3, 3), (100, 20), (3, 200)):  # the three paths on ml-100k's 1683 items
-        users, pos = torch.randint(1, 900, (n_users,), generator=g), torch.randint(1, 1683, (n_users,), generator=g)
-        neg = torch.randint(1, 1683, (n_users, n_neg), generator=g)
+        users, neg = torch.randint(1, 900, (n_users,), generator=g), torch.randint(1, 1683, (n_users, n_neg), generator=g)
         user_e, table = model.encode(users)
-        cosine = torch.nn.functional.normalize(user_e, dim=-1) @ torch.nn.functional.normalize(table, dim=-1).T
-        pos_scores, neg_scores = model.pair_scores(user_e, table, pos, neg)
-        torch.testing.assert_close(pos_scores, cosine.gather(1, pos[:, None]).squeeze(1))
-        torch.testing.assert_close(neg_scores, cosine.gather(1, neg))
-        _, shared = model.pair_scores(user_e, table, pos, neg[0])
-        torch.testing.assert_close(shared, cosine[:, neg[0]])
-
-
-@pytest.mark.parametrize("max_bitmap_bytes", [2**30, 0])  # bitmap, and the sorted-keys fallback
-def test_interaction_index_finds_training_pairs_for_row_and_shared_negatives(max_bitmap_bytes):
-    users, items = torch.tensor([1, 1, 2, 3, 3, 1]), torch.tensor([4, 7, 4, 9, 63, 4])  # (1, 4) twice
-    index = InteractionIndex(users, items, n_users=4, n_items=130, max_bitmap_bytes=max_bitmap_bytes)
-    rows = index.contains(torch.tensor([1, 2]), torch.tensor([[4, 5, 7], [4, 7, 9]]))
-    assert rows.tolist() == [[True, False, True], [True, False, False]]
-    shared = index.contains(torch.tensor([1, 3]), torch.tensor([9, 7, 63, 127]))
-    assert shared.tolist() == [[False, True, False, False], [True, False, True, False]]
-    # every pair of a random catalogue: the index agrees with a set
-    g = torch.Generator().manual_seed(0)
-    users, items = torch.randint(0, 50, (400,), generator=g), torch.randint(1, 200, (400,), generator=g)
-    index = InteractionIndex(users, items, 50, 200, max_bitmap_bytes=max_bitmap_bytes)
-    pairs = set(zip(users.tolist(), items.tolist()))
-    grid = index.contains(torch.arange(50), torch.arange(200).expand(50, -1))
-    assert grid.tolist() == [[(u, i) in pairs for i in range(200)] for u in range(50)]
+        user_e = torch.nn.functional.normalize(user_e, dim=-1)
+        cosine = user_e @ torch.nn.functional.normalize(table, dim=-1).T
+        torch.testing.assert_close(model.row_scores(user_e, table, neg), cosine.gather(1, neg))
+        torch.testing.assert_close(user_e @ model.item_vectors(neg[0], table).T, cosine[:, neg[0]])
 
 
 @pytest.mark.parametrize("loss_type", sorted(PER_LOSS))

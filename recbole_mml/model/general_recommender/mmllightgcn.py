@@ -30,7 +30,11 @@ def normalized_adjacency(interactions, n_users, n_items):
 
 
 class MMLLightGCN(ContrastiveRecommender):
-    """Embeddings averaged over ``n_layers`` rounds of normalised-graph propagation."""
+    """Embeddings averaged over ``n_layers`` rounds of normalised-graph propagation.
+
+    Propagation reads every row, so the tables keep dense gradients under any learner
+    (``sparse_adam`` then updates them with Adam).
+    """
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)

@@ -4,8 +4,6 @@ Reference: Ozsoy, "Multi-Margin Cosine Loss: Proposal and Application in Recomme
 arXiv 2405.04614 (MF backbone, as in SimpleX's MF-CCL).
 """
 
-from torch import nn
-
 from recbole.model.init import xavier_normal_initialization
 
 from recbole_mml.model.abstract_recommender import ContrastiveRecommender
@@ -16,8 +14,8 @@ class MMLMF(ContrastiveRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
-        self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
+        self.user_embedding = self.embedding(self.n_users, self.embedding_size)
+        self.item_embedding = self.embedding(self.n_items, self.embedding_size)
         self.apply(xavier_normal_initialization)
 
     def encode(self, users):

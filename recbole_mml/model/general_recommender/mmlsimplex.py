@@ -28,8 +28,8 @@ class MMLSimpleX(ContrastiveRecommender):
         self.register_buffer("history_item_len", history_len.float(), persistent=False)
 
         d = self.embedding_size
-        self.user_embedding = nn.Embedding(self.n_users, d)
-        self.item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)
+        self.user_embedding = self.embedding(self.n_users, d)
+        self.item_embedding = self.embedding(self.n_items, d, padding_idx=0)
         self.ui_map = nn.Linear(d, d, bias=False)
         if self.aggregator != "mean":
             self.w_k = nn.Sequential(nn.Linear(d, d), nn.Tanh())

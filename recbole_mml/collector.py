@@ -1,0 +1,35 @@
+"""RecBole's evaluation Collector, with the top-k hits found without a dense user x item matrix.
+
+For top-k metrics (Recall, NDCG, ...) RecBole's ``Collector`` builds a ``[B, n_items]`` int matrix
+of each batch's positives, sums it for the positive counts and gathers it at the top-k positions.
+On Gowalla (40,982 items) that matrix costs more than scoring: 6.3 of 12.9 s of a full-ranking
+evaluation in batches of 244 users. The same two results come from the positives themselves: a
+membership test of the B x k ranked pairs and a count per user. Any other resource (mean rank, raw
+scores, labels) goes through RecBole's own code.
+"""
+
+import torch
+
+from recbole.evaluator import Collector
+
+FAST_RESOURCES = {"rec.topk", "rec.items"}
+
+
+class TopKCollector(Collector):
+    """Same ``rec.topk`` (hit flags of the top-k, then the positive count) as RecBole's Collector."""
+
+    def eval_batch_collect(self, scores_tensor, interaction, positive_u, positive_i):
+        needed = {key for key in ("rec.items", "rec.topk", "rec.meanrank", "rec.score", "data.label")
+                  if self.register.need(key)}
+        if "rec.topk" not in needed or not needed <= FAST_RESOURCES:
+            return super().eval_batch_collect(scores_tensor, interaction, positive_u, positive_i)
+        _, topk_idx = torch.topk(scores_tensor, max(self.topk), dim=-1)
+        if "rec.items" in needed:
+            self.data_struct.update_tensor("rec.items", topk_idx)
+        n_users, n_items = scores_tensor.shape
+        positive_u, positive_i = positive_u.to(topk_idx.device), positive_i.to(topk_idx.device)
+        positives = torch.unique(positive_u * n_items + positive_i)  # a repeated pair counts once, as in RecBole
+        ranked = torch.arange(n_users, device=topk_idx.device).unsqueeze(1) * n_items + topk_idx
+        hits = torch.isin(ranked, positives).long()
+        counts = torch.bincount(positives // n_items, minlength=n_users).unsqueeze(1)
+        self.data_struct.update_tensor("rec.topk", torch.cat((hits, counts), dim=1))
