@@ -16,7 +16,16 @@ FAST_RESOURCES = {"rec.topk", "rec.items"}
 
 
 class TopKCollector(Collector):
-    """Same ``rec.topk`` (hit flags of the top-k, then the positive count) as RecBole's Collector."""
+    """Same ``rec.topk`` (hit flags of the top-k, then the positive count) as RecBole's Collector.
+
+    Keeps the last evaluation's resources (``last_struct``) for per-user metrics.
+    """
+
+    last_struct = None
+
+    def get_data_struct(self):
+        self.last_struct = super().get_data_struct()
+        return self.last_struct
 
     def eval_batch_collect(self, scores_tensor, interaction, positive_u, positive_i):
         needed = {key for key in ("rec.items", "rec.topk", "rec.meanrank", "rec.score", "data.label")
@@ -33,3 +42,21 @@ class TopKCollector(Collector):
         hits = torch.isin(ranked, positives).long()
         counts = torch.bincount(positives // n_items, minlength=n_users).unsqueeze(1)
         self.data_struct.update_tensor("rec.topk", torch.cat((hits, counts), dim=1))
+
+
+def per_user_topk(struct, config, metrics=("Recall", "NDCG")):
+    """Per-user values of RecBole's top-k ``metrics`` at every k of ``config['topk']``, from a collected
+    data struct (``rec.topk``), as ``{"recall@20": array[n_users], ...}`` in the loader's user order.
+
+    RecBole's evaluator reports means only; paired significance tests over users need these.
+    """
+    from recbole.evaluator import metrics as recbole_metrics
+
+    values = {}
+    for name in metrics:
+        metric = getattr(recbole_metrics, name)(config)
+        pos_index, pos_len = metric.used_info(struct)
+        per_user = metric.metric_info(pos_index, pos_len)
+        for k in config["topk"]:
+            values[f"{name.lower()}@{k}"] = per_user[:, k - 1]
+    return values

@@ -2,7 +2,9 @@
 
 Every loss takes ``pos_scores`` of shape ``[B]`` and ``neg_scores`` of shape ``[B, N]`` and returns a
 scalar (``reduction='mean' | 'sum'``) or ``[B]`` (``'none'``). Each says which similarity its scores
-are (``cosine`` or ``dot``), so one backbone and one sampler can be trained with any of them.
+are (``cosine`` or ``dot``), so one backbone and one sampler can be trained with any of them. A loss
+that also needs the batch's user ids (BSL groups the positives of one user) sets ``needs_users``
+and takes them as ``users=``.
 """
 
 import math
@@ -72,6 +74,7 @@ class PairwiseLoss(nn.Module):
     """Base of the selectable losses: ``forward(pos_scores [B], neg_scores [B, N])``."""
 
     similarity = "cosine"
+    needs_users = False
 
     def __init__(self, reduction="mean"):
         super().__init__()
@@ -169,6 +172,46 @@ class SampledSoftmaxLoss(PairwiseLoss):
         return _reduce(torch.logsumexp(logits, dim=-1) - logits[..., 0], self.reduction)
 
 
+class BilateralSoftmaxLoss(PairwiseLoss):
+    r"""Bilateral softmax loss (BSL; Wu et al., "BSL: Understanding and Improving Softmax Loss for
+    Recommendation", ICDE 2024), on cosines, as in the authors' code (``mode=multi``):
+
+    ``L = -log mean_{i in P_u} exp(s_ui / t1) + t2 * log mean_j exp(s_uj / t1)``
+
+    where ``P_u`` are the positives of the row's user within the batch (its own positive alone when
+    ``users`` is not given). ``t2 = 1`` is sampled softmax with the positive left out of the partition
+    function; ``t2 > 1`` weighs the negatives' log-partition more (their DRO view of softmax).
+    """
+
+    needs_users = True
+
+    def __init__(self, temperature=0.1, neg_power=1.0, reduction="mean"):
+        super().__init__(reduction)
+        if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature <= 0:
+            raise ValueError(f"temperature: expected a finite number > 0, got {temperature!r}")
+        self.temperature = float(temperature)
+        self.neg_power = _check_finite_non_negative("bsl_neg_power", neg_power)
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(config["temperature"], config["bsl_neg_power"])
+
+    def forward(self, pos_scores, neg_scores, users=None):
+        pos_logits = pos_scores / self.temperature
+        if users is not None:
+            same = (users.unsqueeze(0) == users.unsqueeze(1)).to(pos_logits.dtype)
+            # log mean over the user's positives in the batch, stable: max-shifted exp
+            shift = pos_logits.max().detach()
+            pos_term = torch.log((same @ torch.exp(pos_logits - shift)) / same.sum(1)) + shift
+        else:
+            pos_term = pos_logits
+        neg_term = torch.logsumexp(neg_scores / self.temperature, dim=-1) - math.log(neg_scores.shape[-1])
+        return _reduce(self.neg_power * neg_term - pos_term, self.reduction)
+
+    def extra_repr(self):
+        return f"temperature={self.temperature}, neg_power={self.neg_power}"
+
+
 LOSSES = {}
 
 
@@ -183,6 +226,7 @@ for _name, _cls in (
     ("CCL", CosineContrastiveLoss),
     ("BPR", BPRLoss),
     ("SSM", SampledSoftmaxLoss),
+    ("BSL", BilateralSoftmaxLoss),
 ):
     register_loss(_name, _cls)
 

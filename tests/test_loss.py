@@ -180,3 +180,47 @@ def test_module_stores_parameters_as_buffers_and_moves_with_dtype():
     for dtype in (torch.float32, torch.float64):
         assert loss(torch.zeros(2, dtype=dtype), torch.zeros(2, 3, dtype=dtype)).dtype == dtype
     assert "margins=" in repr(loss)
+
+
+def reference_bsl(pos, neg, users, t1, t2):
+    """BSL written out with loops in float64 numpy (the authors' mode=multi): one value per row."""
+    out = []
+    for b in range(pos.shape[0]):
+        group = [pos[c] for c in range(pos.shape[0]) if users[c] == users[b]]
+        pos_term = np.log(np.mean([np.exp(s / t1) for s in group]))
+        neg_term = np.log(np.mean([np.exp(s / t1) for s in neg[b]]))
+        out.append(t2 * neg_term - pos_term)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("B,N", [(1, 1), (9, 4), (64, 100)])
+def test_bsl_matches_independent_float64_evaluation(B, N):
+    from recbole_mml.loss import BilateralSoftmaxLoss
+
+    rng = np.random.default_rng(B + N)
+    pos, neg = rng.uniform(-1, 1, B), rng.uniform(-1, 1, (B, N))
+    users = rng.integers(0, max(B // 3, 1), B)  # several rows per user
+    loss = BilateralSoftmaxLoss(temperature=0.08, neg_power=1.22, reduction="none")
+    got = loss(torch.tensor(pos), torch.tensor(neg), users=torch.tensor(users)).numpy()
+    np.testing.assert_allclose(got, reference_bsl(pos, neg, users, 0.08, 1.22), rtol=1e-10, atol=1e-10)
+    # without user ids each row is its own group
+    alone = loss(torch.tensor(pos), torch.tensor(neg)).numpy()
+    np.testing.assert_allclose(alone, reference_bsl(pos, neg, np.arange(B), 0.08, 1.22), rtol=1e-10, atol=1e-10)
+
+
+def test_bsl_with_power_one_is_softmax_without_the_positive_in_the_partition():
+    from recbole_mml.loss import BilateralSoftmaxLoss
+
+    rng = np.random.default_rng(1)
+    pos, neg = torch.tensor(rng.uniform(-1, 1, 8)), torch.tensor(rng.uniform(-1, 1, (8, 30)))
+    expected = torch.logsumexp(neg / 0.1, dim=1) - np.log(30) - pos / 0.1
+    torch.testing.assert_close(BilateralSoftmaxLoss(0.1, 1.0, reduction="none")(pos, neg), expected)
+
+
+@pytest.mark.parametrize("bad", [{"temperature": 0.0}, {"temperature": float("nan")}, {"neg_power": -1.0}])
+def test_bsl_refuses_bad_parameters(bad):
+    from recbole_mml.loss import BilateralSoftmaxLoss
+
+    name = "temperature" if "temperature" in bad else "bsl_neg_power"
+    with pytest.raises(ValueError, match=name):
+        BilateralSoftmaxLoss(**bad)

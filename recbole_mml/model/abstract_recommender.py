@@ -151,7 +151,8 @@ class ContrastiveRecommender(GeneralRecommender):
         pos_n = F.normalize(pos_raw, dim=-1) if self.cosine else pos_raw
         pos_scores = (user_n * pos_n).sum(-1)
         neg_scores = self.negative_scores(users, user_n, item_table, pos, pos_n, negatives)
-        loss = self.loss_fct(pos_scores, neg_scores)
+        loss = self.loss_fct(pos_scores, neg_scores, users=users) if self.loss_fct.needs_users else \
+            self.loss_fct(pos_scores, neg_scores)
         if self.reg_weight:
             # L2 on the batch's own vectors (user and positive item), as SimpleX and MF-CCL do
             reg = user_e.pow(2).sum() + pos_raw.pow(2).sum()

@@ -1,0 +1,205 @@
+"""Time to quality: wall time against validation and test Recall@20 / NDCG@20, evaluation by evaluation,
+with the epoch time next to the plain-torch floor measured in the same run.
+
+    python benchmarks/time_to_quality.py --config properties/fast/gowalla.yaml [--minutes 60] [--label NAME]
+                                         [--key=value ...]
+    python benchmarks/time_to_quality.py --plot        # every committed curve into docs/time_to_quality.png
+
+Protocol: model selection and early stopping on the validation part only (``[train, valid, test]``).
+For the curve, the test part is also scored at every validation, with that time excluded from the
+wall clock; the reported test numbers are those of the best validation epoch, which is what
+evaluating the best checkpoint once at the end gives. Training stops at early stopping, at
+``epochs``, or when the wall clock (training + validation) passes ``--minutes``.
+
+Results go to ``benchmarks/results/time_to_quality/``: ``<label>/curve.csv`` (one row per
+evaluation), ``<label>/per_user_test.csv.gz`` (per-user test metrics of the best epoch, for paired
+tests) and one row per run in ``results.csv``.
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import pandas as pd
+
+import recbole_mml  # noqa: F401  (compatibility fixes)
+from recbole.utils import init_logger, init_seed
+
+from recbole_mml.collector import per_user_topk
+from recbole_mml.quick_start import build_config, build_trainer, prepare_data
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "benchmarks", "results", "time_to_quality")
+FLOOR_SCRIPT = os.path.join(ROOT, "..", "shared", "bench", "floor_epoch.py")
+METRICS = ("recall@20", "ndcg@20")
+
+
+class BudgetSpent(Exception):
+    """The wall-clock budget ended the run (after the evaluation that passed it was recorded)."""
+
+
+class CurveMixin:
+    """Records (wall time, validation, test) at every validation; the test scoring is off the clock."""
+
+    def start_curve(self, test_data, budget_s, path):
+        self.curve_test, self.curve_budget, self.curve_path = test_data, budget_s, path
+        self.curve, self.train_seconds, self.valid_seconds = [], [], []
+        self.best_valid, self.best_per_user = None, None
+        self.paused, self.epoch_done = 0.0, -1
+        self.started = time.perf_counter()
+
+    def wall(self):
+        return time.perf_counter() - self.started - self.paused
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        start = time.perf_counter()
+        loss = super()._train_epoch(train_data, epoch_idx, loss_func, show_progress)
+        self.train_seconds.append(time.perf_counter() - start)
+        self.epoch_done = epoch_idx
+        return loss
+
+    def _valid_epoch(self, valid_data, show_progress=False):
+        start = time.perf_counter()
+        score, result = super()._valid_epoch(valid_data, show_progress)
+        self.valid_seconds.append(time.perf_counter() - start)
+        wall, pause = self.wall(), time.perf_counter()
+        test = self.evaluate(self.curve_test, load_best_model=False)
+        row = {"epoch": self.epoch_done + 1, "wall_s": round(wall, 2), "train_s": round(sum(self.train_seconds), 2)}
+        row.update({f"valid_{m}": float(result[m]) for m in METRICS})
+        row.update({f"test_{m}": float(test[m]) for m in METRICS})
+        self.curve.append(row)
+        pd.DataFrame(self.curve).to_csv(self.curve_path, index=False)
+        if self.best_valid is None or score > self.best_valid:
+            self.best_valid = score
+            struct = self.eval_collector.last_struct
+            self.best_per_user = per_user_topk(struct, self.config) if struct is not None else None
+        print(f"epoch {row['epoch']:>4}  wall {wall:8.1f}s  valid ndcg@20 {row['valid_ndcg@20']:.4f}  "
+              f"test recall@20 {row['test_recall@20']:.4f} ndcg@20 {row['test_ndcg@20']:.4f}", flush=True)
+        self.paused += time.perf_counter() - pause
+        if wall > self.curve_budget:
+            raise BudgetSpent()
+        return score, result
+
+
+def floor_epoch(config, n_users, n_items, n_train):
+    """Seconds of the plain-torch floor (sparse Adam, negatives shared by the batch) for this run's sizes.
+
+    The floor scores the same number of candidates per batch: N shared (batch, mixed adds the batch),
+    the pool (pool) or the batch (in_batch).
+    """
+    sharing, n, batch = config["neg_sharing"], config["num_negatives"], config["train_batch_size"]
+    scored = {"batch": n, "pool": config["neg_pool_size"], "in_batch": batch, "mixed": batch + n}.get(sharing, n)
+    env = dict(os.environ, SHARED="0" if sharing == "row" else "1", SPARSE="1", THREADS=str(torch_threads(config)))
+    out = subprocess.run([sys.executable, FLOOR_SCRIPT, str(n_users), str(n_items), str(n_train), str(scored), str(batch)],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    return float(re.search(r"epoch_s=([0-9.]+)", out).group(1))
+
+
+def torch_threads(config):
+    import torch
+
+    return int(config["torch_num_threads"] or torch.get_num_threads())
+
+
+def run(config_file, overrides, minutes, label):
+    config = build_config(config_dict=None, config_file_list=[config_file], cmd_args=overrides)
+    out_dir = os.path.join(RESULTS, label)
+    os.makedirs(out_dir, exist_ok=True)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    dataset, train_data, valid_data, test_data = prepare_data(config)
+    sizes = (dataset.user_num - 1, dataset.item_num - 1, len(train_data._dataset))
+    floors = [floor_epoch(config, *sizes)] if config["model"].startswith("MML") else []
+    trainer = build_trainer(config, dataset, train_data)
+    trainer.__class__ = type(f"Curve{type(trainer).__name__}", (CurveMixin, type(trainer)), {})
+    trainer.start_curve(test_data, minutes * 60, os.path.join(out_dir, "curve.csv"))
+    stopped = "early stopping or epochs"
+    try:
+        trainer.fit(train_data, valid_data, verbose=False, saved=False, show_progress=False)
+    except BudgetSpent:
+        stopped = f"{minutes:g} min budget"
+    wall = trainer.wall()
+    if floors:
+        floors.append(floor_epoch(config, *sizes))
+    curve = pd.DataFrame(trainer.curve)
+    best = curve.loc[curve["valid_ndcg@20"].idxmax()]
+    if trainer.best_per_user is not None:
+        users = test_data.uid_list.numpy() if hasattr(test_data.uid_list, "numpy") else test_data.uid_list
+        per_user = pd.DataFrame({"user_id": dataset.id2token(dataset.uid_field, users), **trainer.best_per_user})
+        per_user.to_csv(os.path.join(out_dir, "per_user_test.csv.gz"), index=False, float_format="%.5g")
+    epoch_s = sum(trainer.train_seconds) / len(trainer.train_seconds)
+    floor_s = sum(floors) / len(floors) if floors else float("nan")
+    row = {
+        "label": label, "dataset": config["dataset"], "model": config["model"],
+        "loss_type": config["loss_type"] if config["model"].startswith("MML") else "",
+        "neg_sharing": config["neg_sharing"] or "", "num_negatives": config["num_negatives"] or "",
+        "neg_pool_size": config["neg_pool_size"] if config["neg_sharing"] == "pool" else "",
+        "learner": config["learner"], "learning_rate": config["learning_rate"],
+        "train_batch_size": config["train_batch_size"], "threads": torch_threads(config), "seed": config["seed"],
+        "epochs_run": int(curve["epoch"].max()), "best_epoch": int(best["epoch"]),
+        "best_valid_ndcg@20": best["valid_ndcg@20"], "test_recall@20": best["test_recall@20"],
+        "test_ndcg@20": best["test_ndcg@20"], "time_to_best_s": best["wall_s"], "wall_s": round(wall, 1),
+        "epoch_s": round(epoch_s, 2), "eval_s": round(sum(trainer.valid_seconds) / len(trainer.valid_seconds), 2),
+        "floor_epoch_s": round(floor_s, 2), "epoch_over_floor": round(epoch_s / floor_s, 2) if floors else "",
+        "stopped": stopped, "config": os.path.relpath(os.path.abspath(config_file), ROOT),
+        "overrides": " ".join(o for o in overrides if not o.startswith("--data_path=")),
+    }
+    table = os.path.join(RESULTS, "results.csv")
+    rows = pd.read_csv(table) if os.path.isfile(table) else pd.DataFrame()
+    rows = pd.concat([rows[rows.label != label] if len(rows) else rows, pd.DataFrame([row])], ignore_index=True)
+    rows.to_csv(table, index=False)
+    print(pd.DataFrame([row]).T.to_string(header=False))
+    return row
+
+
+def plot(out=os.path.join(ROOT, "docs", "time_to_quality.png")):
+    """Test Recall@20 against wall minutes for every committed curve, one panel per dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = pd.read_csv(os.path.join(RESULTS, "results.csv"))
+    datasets = sorted(runs.dataset.unique())
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.5), squeeze=False)
+    for ax, name in zip(axes[0], datasets):
+        for _, run_row in runs[runs.dataset == name].iterrows():
+            curve = pd.read_csv(os.path.join(RESULTS, run_row.label, "curve.csv"))
+            ax.plot(curve.wall_s / 60, curve["test_recall@20"], marker=".", label=run_row.label)
+        ax.set(title=f"{name}: test Recall@20 (selection on valid)", xlabel="wall minutes (train + valid)",
+               ylabel="Recall@20")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="yaml with model, dataset and settings")
+    parser.add_argument("--minutes", type=float, default=60.0, help="wall-clock budget (train + valid)")
+    parser.add_argument("--label", help="name of the run (default: the config's file name)")
+    parser.add_argument("--plot", action="store_true", help="only draw the committed curves")
+    args, overrides = parser.parse_known_args(argv)
+    if args.plot:
+        return plot()
+    if not args.config:
+        parser.error("--config is required")
+    label = args.label or os.path.splitext(os.path.basename(args.config))[0]
+    # RecBole's data_path is relative to the working folder: resolve it before leaving the repository
+    given = [o for o in overrides if o.startswith("--data_path=")]
+    data_path = os.path.abspath(given[0].split("=", 1)[1] if given else os.path.join(ROOT, "dataset"))
+    overrides = [o for o in overrides if not o.startswith("--data_path=")] + [f"--data_path={data_path}"]
+    with tempfile.TemporaryDirectory() as tmp:
+        config_file = os.path.abspath(args.config)
+        os.chdir(tmp)  # RecBole's logs and checkpoints stay out of the working tree
+        run(config_file, overrides, args.minutes, label)
+
+
+if __name__ == "__main__":
+    main()
