@@ -85,18 +85,20 @@ class CurveMixin:
         return score, result
 
 
-def floor_epoch(config, n_users, n_items, n_train):
+def floor_epoch(config, n_users, n_items, n_train, fraction=0.125):
     """Seconds of the plain-torch floor (sparse Adam, negatives shared by the batch) for this run's sizes.
 
     The floor scores the same number of candidates per batch: N shared (batch, mixed adds the batch),
-    the pool (pool) or the batch (in_batch).
+    the pool (pool) or the batch (in_batch). It runs ``fraction`` of an epoch's batches, scaled up:
+    its cost is the same at every step.
     """
     sharing, n, batch = config["neg_sharing"], config["num_negatives"], config["train_batch_size"]
     scored = {"batch": n, "pool": config["neg_pool_size"], "in_batch": batch, "mixed": batch + n}.get(sharing, n)
     env = dict(os.environ, SHARED="0" if sharing == "row" else "1", SPARSE="1", THREADS=str(torch_threads(config)))
-    out = subprocess.run([sys.executable, FLOOR_SCRIPT, str(n_users), str(n_items), str(n_train), str(scored), str(batch)],
+    positives = max(int(n_train * fraction), batch)
+    out = subprocess.run([sys.executable, FLOOR_SCRIPT, str(n_users), str(n_items), str(positives), str(scored), str(batch)],
                          env=env, capture_output=True, text=True, check=True).stdout
-    return float(re.search(r"epoch_s=([0-9.]+)", out).group(1))
+    return float(re.search(r"epoch_s=([0-9.]+)", out).group(1)) * n_train / positives
 
 
 def torch_threads(config):
@@ -105,9 +107,9 @@ def torch_threads(config):
     return int(config["torch_num_threads"] or torch.get_num_threads())
 
 
-def run(config_file, overrides, minutes, label):
+def run(config_file, overrides, minutes, label, results=RESULTS):
     config = build_config(config_dict=None, config_file_list=[config_file], cmd_args=overrides)
-    out_dir = os.path.join(RESULTS, label)
+    out_dir = os.path.join(results, label)
     os.makedirs(out_dir, exist_ok=True)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
@@ -148,7 +150,7 @@ def run(config_file, overrides, minutes, label):
         "stopped": stopped, "config": os.path.relpath(os.path.abspath(config_file), ROOT),
         "overrides": " ".join(o for o in overrides if not o.startswith("--data_path=")),
     }
-    table = os.path.join(RESULTS, "results.csv")
+    table = os.path.join(results, "results.csv")
     rows = pd.read_csv(table) if os.path.isfile(table) else pd.DataFrame()
     rows = pd.concat([rows[rows.label != label] if len(rows) else rows, pd.DataFrame([row])], ignore_index=True)
     rows.to_csv(table, index=False)
@@ -156,19 +158,19 @@ def run(config_file, overrides, minutes, label):
     return row
 
 
-def plot(out=os.path.join(ROOT, "docs", "time_to_quality.png")):
+def plot(results=RESULTS, out=os.path.join(ROOT, "docs", "time_to_quality.png")):
     """Test Recall@20 against wall minutes for every committed curve, one panel per dataset."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = pd.read_csv(os.path.join(RESULTS, "results.csv"))
+    runs = pd.read_csv(os.path.join(results, "results.csv"))
     datasets = sorted(runs.dataset.unique())
     fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.5), squeeze=False)
     for ax, name in zip(axes[0], datasets):
         for _, run_row in runs[runs.dataset == name].iterrows():
-            curve = pd.read_csv(os.path.join(RESULTS, run_row.label, "curve.csv"))
+            curve = pd.read_csv(os.path.join(results, run_row.label, "curve.csv"))
             ax.plot(curve.wall_s / 60, curve["test_recall@20"], marker=".", label=run_row.label)
         ax.set(title=f"{name}: test Recall@20 (selection on valid)", xlabel="wall minutes (train + valid)",
                ylabel="Recall@20")
@@ -185,9 +187,10 @@ def main(argv=None):
     parser.add_argument("--minutes", type=float, default=60.0, help="wall-clock budget (train + valid)")
     parser.add_argument("--label", help="name of the run (default: the config's file name)")
     parser.add_argument("--plot", action="store_true", help="only draw the committed curves")
+    parser.add_argument("--results", default=RESULTS, help="results folder (default: the committed one)")
     args, overrides = parser.parse_known_args(argv)
     if args.plot:
-        return plot()
+        return plot(os.path.abspath(args.results))
     if not args.config:
         parser.error("--config is required")
     label = args.label or os.path.splitext(os.path.basename(args.config))[0]
@@ -195,10 +198,13 @@ def main(argv=None):
     given = [o for o in overrides if o.startswith("--data_path=")]
     data_path = os.path.abspath(given[0].split("=", 1)[1] if given else os.path.join(ROOT, "dataset"))
     overrides = [o for o in overrides if not o.startswith("--data_path=")] + [f"--data_path={data_path}"]
+    results, config_file, here = os.path.abspath(args.results), os.path.abspath(args.config), os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
-        config_file = os.path.abspath(args.config)
         os.chdir(tmp)  # RecBole's logs and checkpoints stay out of the working tree
-        run(config_file, overrides, args.minutes, label)
+        try:
+            return run(config_file, overrides, args.minutes, label, results)
+        finally:
+            os.chdir(here)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,94 @@
+"""One training epoch of a recbole_mml model against the plain-torch floor, timed in the same run.
+
+    python benchmarks/epoch_vs_floor.py [--dataset gowalla] [--repeats 3] [--threads 1] [--key=value ...]
+
+The floor (``../shared/bench/floor_epoch.py``: MF + cosine + MML, random ids, no data pipeline, no
+training-pair mask) is run for the same sizes (users, items, training pairs, candidates per batch,
+batch size), with sparse Adam and with dense Adam. Model epochs and floor epochs alternate,
+``--repeats`` times, so load on a shared machine hits both alike; the table reports the median
+seconds and the ratio to the sparse floor. Defaults: MMLMF, batch 1024, 100 negatives shared by the
+batch, one thread, the author's Gowalla MML setting, on the ``[train, valid, test]`` training part.
+"""
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import pandas as pd
+import torch
+
+import recbole_mml  # noqa: F401  (compatibility fixes)
+from recbole_mml.quick_start import build_config, build_trainer, prepare_data
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLOOR_SCRIPT = os.path.join(ROOT, "..", "shared", "bench", "floor_epoch.py")
+DEFAULTS = ["--model=MMLMF", "--train_batch_size=1024", "--neg_sharing=batch", "--num_negatives=100",
+            "--margins=[0.7,0.8,0.9]", "--weights=[0.10,0.15,0.75]", "--neg_weight=700.0",
+            "--learning_rate=0.005", "--show_progress=False", "--state=ERROR"]
+
+
+def floor(sizes, candidates, batch, sparse, shared, threads):
+    env = dict(os.environ, SHARED="1" if shared else "0", SPARSE="1" if sparse else "0", THREADS=str(threads))
+    args = [sys.executable, FLOOR_SCRIPT, *map(str, sizes), str(candidates), str(batch)]
+    out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout
+    return float(re.search(r"epoch_s=([0-9.]+)", out).group(1))
+
+
+def model_epoch(trainer, train_data, epoch):
+    start = time.perf_counter()
+    trainer._train_epoch(train_data, epoch)
+    return time.perf_counter() - start
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="gowalla")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--learners", nargs="+", default=["sparse_adam", "adam"])
+    parser.add_argument("--out", help="also write the table as CSV here")
+    args, overrides = parser.parse_known_args(argv)
+    torch.set_num_threads(args.threads)
+    data_path = os.path.join(ROOT, "dataset")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)
+        base = DEFAULTS + [f"--data_path={data_path}", f"--torch_num_threads={args.threads}"] + overrides
+        config = build_config(dataset=args.dataset, cmd_args=base)
+        dataset, train_data, _, _ = prepare_data(config)
+        sizes = (dataset.user_num - 1, dataset.item_num - 1, len(train_data._dataset))
+        sharing, n, batch = config["neg_sharing"], config["num_negatives"], config["train_batch_size"]
+        candidates = {"pool": config["neg_pool_size"], "in_batch": batch, "mixed": batch + n}.get(sharing, n)
+        shared = sharing != "row"
+        trainers = {}
+        for learner in args.learners:
+            cfg = build_config(dataset=args.dataset, cmd_args=base + [f"--learner={learner}"])
+            trainers[learner] = build_trainer(cfg, dataset, train_data)
+            model_epoch(trainers[learner], train_data, 0)  # warm-up: allocations, first-touch of tables
+        times = {key: [] for key in [*args.learners, "floor sparse", "floor dense"]}
+        for repeat in range(args.repeats):
+            times["floor sparse"].append(floor(sizes, candidates, batch, True, shared, args.threads))
+            for learner, trainer in trainers.items():
+                times[learner].append(model_epoch(trainer, train_data, repeat + 1))
+            times["floor dense"].append(floor(sizes, candidates, batch, False, shared, args.threads))
+    floor_sparse = statistics.median(times["floor sparse"])
+    for key, values in times.items():
+        label = f"{config['model']} learner={key}" if key in trainers else f"plain-torch {key} Adam"
+        rows.append({"run": label, "epoch_s": round(statistics.median(values), 2),
+                     "runs": ", ".join(f"{v:.2f}" for v in values),
+                     "over_sparse_floor": round(statistics.median(values) / floor_sparse, 2)})
+    table = pd.DataFrame(rows)
+    print(f"{args.dataset}: {sizes[2]} training pairs, batch {batch}, {candidates} candidates "
+          f"({sharing}), {args.threads} thread(s), median of {args.repeats}")
+    print(table.to_markdown(index=False))
+    if args.out:
+        table.to_csv(args.out, index=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""The time-to-quality benchmark on a tiny dataset: its curve, its summary row and per-user scores agree."""
+
+import importlib.util
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("time_to_quality", os.path.join(ROOT, "benchmarks", "time_to_quality.py"))
+time_to_quality = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(time_to_quality)
+
+
+def test_curve_summary_and_per_user_scores_agree(tmp_path):
+    data = tmp_path / "data" / "tiny"
+    data.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    lines = ["user_id:token\titem_id:token"] + [f"u{u}\ti{i}" for u in range(60) for i in rng.choice(80, 15, replace=False)]
+    (data / "tiny.inter").write_text("\n".join(lines) + "\n")
+    config = tmp_path / "run.yaml"
+    config.write_text("model: MMLMF\ndataset: tiny\nlearner: sparse_adam\nlearning_rate: 0.01\nepochs: 3\n"
+                      "train_batch_size: 128\nneg_sharing: batch\nnum_negatives: 20\nmargins: [0.3, 0.5, 0.7]\n"
+                      "neg_weight: 10.0\nmetrics: [Recall, NDCG]\ntopk: [20]\nvalid_metric: NDCG@20\n"
+                      "stopping_step: 10\nstate: ERROR\nshow_progress: False\n")
+    results = tmp_path / "results"
+    row = time_to_quality.main(["--config", str(config), "--results", str(results), "--label", "t",
+                                f"--data_path={tmp_path / 'data'}"])
+    curve = pd.read_csv(results / "t" / "curve.csv")
+    assert list(curve.epoch) == [1, 2, 3] and curve.wall_s.is_monotonic_increasing
+    best = curve.loc[curve["valid_ndcg@20"].idxmax()]
+    summary = pd.read_csv(results / "results.csv").iloc[0]
+    assert summary.best_epoch == best.epoch and summary["test_ndcg@20"] == pytest.approx(best["test_ndcg@20"])
+    assert row["epoch_over_floor"] > 0
+    per_user = pd.read_csv(results / "t" / "per_user_test.csv.gz")
+    assert len(per_user) == 60 and per_user.user_id.str.startswith("u").all()
+    # the per-user values average to the reported means (RecBole rounds to 4 places)
+    assert per_user["recall@20"].mean() == pytest.approx(best["test_recall@20"], abs=6e-5)
+    assert per_user["ndcg@20"].mean() == pytest.approx(best["test_ndcg@20"], abs=6e-5)
