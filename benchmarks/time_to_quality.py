@@ -49,11 +49,15 @@ class CurveMixin:
         self.curve_test, self.curve_budget, self.curve_path = test_data, budget_s, path
         self.curve, self.train_seconds, self.valid_seconds = [], [], []
         self.best_valid, self.best_per_user = None, None
-        self.paused, self.epoch_done = 0.0, -1
-        self.started = time.perf_counter()
+        self.paused, self.paused_cpu, self.epoch_done = 0.0, 0.0, -1
+        self.started, self.started_cpu = time.perf_counter(), time.process_time()
 
     def wall(self):
         return time.perf_counter() - self.started - self.paused
+
+    def cpu(self):
+        """CPU seconds of this process on the clock: wall time inflated by other jobs shows up here."""
+        return time.process_time() - self.started_cpu - self.paused_cpu
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         start = time.perf_counter()
@@ -66,9 +70,10 @@ class CurveMixin:
         start = time.perf_counter()
         score, result = super()._valid_epoch(valid_data, show_progress)
         self.valid_seconds.append(time.perf_counter() - start)
-        wall, pause = self.wall(), time.perf_counter()
+        wall, cpu, pause, pause_cpu = self.wall(), self.cpu(), time.perf_counter(), time.process_time()
         test = self.evaluate(self.curve_test, load_best_model=False)
-        row = {"epoch": self.epoch_done + 1, "wall_s": round(wall, 2), "train_s": round(sum(self.train_seconds), 2)}
+        row = {"epoch": self.epoch_done + 1, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+               "train_s": round(sum(self.train_seconds), 2)}
         row.update({f"valid_{m}": float(result[m]) for m in METRICS})
         row.update({f"test_{m}": float(test[m]) for m in METRICS})
         self.curve.append(row)
@@ -80,6 +85,7 @@ class CurveMixin:
         print(f"epoch {row['epoch']:>4}  wall {wall:8.1f}s  valid ndcg@20 {row['valid_ndcg@20']:.4f}  "
               f"test recall@20 {row['test_recall@20']:.4f} ndcg@20 {row['test_ndcg@20']:.4f}", flush=True)
         self.paused += time.perf_counter() - pause
+        self.paused_cpu += time.process_time() - pause_cpu
         if wall > self.curve_budget:
             raise BudgetSpent()
         return score, result
@@ -145,6 +151,7 @@ def run(config_file, overrides, minutes, label, results=RESULTS):
         "epochs_run": int(curve["epoch"].max()), "best_epoch": int(best["epoch"]),
         "best_valid_ndcg@20": best["valid_ndcg@20"], "test_recall@20": best["test_recall@20"],
         "test_ndcg@20": best["test_ndcg@20"], "time_to_best_s": best["wall_s"], "wall_s": round(wall, 1),
+        "cpu_s": round(trainer.cpu(), 1),
         "epoch_s": round(epoch_s, 2), "eval_s": round(sum(trainer.valid_seconds) / len(trainer.valid_seconds), 2),
         "floor_epoch_s": round(floor_s, 2), "epoch_over_floor": round(epoch_s / floor_s, 2) if floors else "",
         "stopped": stopped, "config": os.path.relpath(os.path.abspath(config_file), ROOT),
