@@ -3,7 +3,6 @@ with the epoch time next to the plain-torch floor measured in the same run.
 
     python benchmarks/time_to_quality.py --config properties/fast/gowalla.yaml [--minutes 60] [--label NAME]
                                          [--key=value ...]
-    python benchmarks/time_to_quality.py --plot        # every committed curve into docs/time_to_quality.png
 
 Protocol: model selection and early stopping on the validation part only (``[train, valid, test]``).
 For the curve, the test part is also scored at every validation, with that time excluded from the
@@ -17,6 +16,7 @@ tests) and one row per run in ``results.csv``.
 """
 
 import argparse
+import fcntl
 import os
 import re
 import subprocess
@@ -101,7 +101,7 @@ def floor_epoch(config, n_users, n_items, n_train, fraction=0.125):
     sharing, n, batch = config["neg_sharing"], config["num_negatives"], config["train_batch_size"]
     scored = {"batch": n, "pool": config["neg_pool_size"], "in_batch": batch, "mixed": batch + n}.get(sharing, n)
     env = dict(os.environ, SHARED="0" if sharing == "row" else "1", SPARSE="1", THREADS=str(torch_threads(config)))
-    positives = max(int(n_train * fraction), batch)
+    positives = max(int(n_train * fraction), 50 * batch)  # enough steps to be above the script's 10 ms resolution
     out = subprocess.run([sys.executable, FLOOR_SCRIPT, str(n_users), str(n_items), str(positives), str(scored), str(batch)],
                          env=env, capture_output=True, text=True, check=True).stdout
     return float(re.search(r"epoch_s=([0-9.]+)", out).group(1)) * n_train / positives
@@ -153,53 +153,34 @@ def run(config_file, overrides, minutes, label, results=RESULTS):
         "test_ndcg@20": best["test_ndcg@20"], "time_to_best_s": best["wall_s"], "wall_s": round(wall, 1),
         "cpu_s": round(trainer.cpu(), 1),
         "epoch_s": round(epoch_s, 2), "eval_s": round(sum(trainer.valid_seconds) / len(trainer.valid_seconds), 2),
-        "floor_epoch_s": round(floor_s, 2), "epoch_over_floor": round(epoch_s / floor_s, 2) if floors else "",
+        "floor_epoch_s": round(floor_s, 2), "epoch_over_floor": round(epoch_s / floor_s, 2) if floor_s > 0 else "",
         "stopped": stopped, "config": os.path.relpath(os.path.abspath(config_file), ROOT),
         "overrides": " ".join(o for o in overrides if not o.startswith("--data_path=")),
     }
-    table = os.path.join(results, "results.csv")
-    rows = pd.read_csv(table) if os.path.isfile(table) else pd.DataFrame()
-    rows = pd.concat([rows[rows.label != label] if len(rows) else rows, pd.DataFrame([row])], ignore_index=True)
-    rows.to_csv(table, index=False)
+    record_row(os.path.join(results, "results.csv"), row)
     print(pd.DataFrame([row]).T.to_string(header=False))
     return row
 
 
-def plot(results=RESULTS, out=os.path.join(ROOT, "docs", "time_to_quality.png")):
-    """Test Recall@20 against wall minutes for every committed curve, one panel per dataset."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    runs = pd.read_csv(os.path.join(results, "results.csv"))
-    datasets = sorted(runs.dataset.unique())
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.5), squeeze=False)
-    for ax, name in zip(axes[0], datasets):
-        for _, run_row in runs[runs.dataset == name].iterrows():
-            curve = pd.read_csv(os.path.join(results, run_row.label, "curve.csv"))
-            ax.plot(curve.wall_s / 60, curve["test_recall@20"], marker=".", label=run_row.label)
-        ax.set(title=f"{name}: test Recall@20 (selection on valid)", xlabel="wall minutes (train + valid)",
-               ylabel="Recall@20")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    print(f"wrote {out}")
+def record_row(table, row):
+    """Replace the run's row in ``table`` (by label), atomically and under a lock: two benchmark
+    processes may finish at the same moment."""
+    with open(table + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = pd.read_csv(table) if os.path.isfile(table) else pd.DataFrame()
+        rows = pd.concat([rows[rows.label != row["label"]] if len(rows) else rows, pd.DataFrame([row])],
+                         ignore_index=True)
+        rows.to_csv(table + ".tmp", index=False)
+        os.replace(table + ".tmp", table)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", help="yaml with model, dataset and settings")
+    parser.add_argument("--config", required=True, help="yaml with model, dataset and settings")
     parser.add_argument("--minutes", type=float, default=60.0, help="wall-clock budget (train + valid)")
     parser.add_argument("--label", help="name of the run (default: the config's file name)")
-    parser.add_argument("--plot", action="store_true", help="only draw the committed curves")
     parser.add_argument("--results", default=RESULTS, help="results folder (default: the committed one)")
     args, overrides = parser.parse_known_args(argv)
-    if args.plot:
-        return plot(os.path.abspath(args.results))
-    if not args.config:
-        parser.error("--config is required")
     label = args.label or os.path.splitext(os.path.basename(args.config))[0]
     # RecBole's data_path is relative to the working folder: resolve it before leaving the repository
     given = [o for o in overrides if o.startswith("--data_path=")]

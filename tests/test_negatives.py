@@ -160,7 +160,8 @@ def test_every_loss_trains_with_the_batch_negative_sources(tiny, sharing, loss_t
     interaction = next(iter(data[1]))
     loss = model.calculate_loss(interaction)
     loss.backward()
-    assert torch.isfinite(loss) and loss > 0
+    # BSL is a difference of log-mean-exps and may be negative; the others are non-negative sums
+    assert torch.isfinite(loss) and (loss > 0 or loss_type == "BSL")
     assert model.item_embedding.weight.grad.abs().sum() > 0
 
 

@@ -1,0 +1,76 @@
+"""The BENCHMARKS.md generator: tables and paired tests from committed results, hand-written text kept."""
+
+import importlib.util
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("report", os.path.join(ROOT, "benchmarks", "report.py"))
+report = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(report)
+
+
+def run_row(label, loss_type, sharing="batch", pool=None, seed=2020, recall=0.1, ndcg=0.05, epoch_s=10.0):
+    return {"label": label, "dataset": "gowalla", "model": "MMLMF", "loss_type": loss_type, "neg_sharing": sharing,
+            "num_negatives": 100, "neg_pool_size": pool, "learner": "sparse_adam", "learning_rate": 0.005,
+            "train_batch_size": 1024, "threads": 1, "seed": seed, "epochs_run": 4, "best_epoch": 4,
+            "best_valid_ndcg@20": 0.1, "test_recall@20": recall, "test_ndcg@20": ndcg, "time_to_best_s": 120.0,
+            "wall_s": 130.0, "cpu_s": 125.0, "epoch_s": epoch_s, "eval_s": 3.0, "floor_epoch_s": 8.0,
+            "epoch_over_floor": epoch_s / 8.0, "stopped": "early stopping or epochs", "config": "c.yaml",
+            "overrides": ""}
+
+
+@pytest.fixture
+def results(tmp_path):
+    folder = tmp_path / "results"
+    ttq = folder / "time_to_quality"
+    rows = [run_row("g-mml", "MML"), run_row("g-ccl", "CCL"),
+            run_row("pool-a-s1", "MML", "pool", 500, 2020, 0.12, epoch_s=12.0),
+            run_row("pool-a-s2", "MML", "pool", 500, 2021, 0.14, epoch_s=14.0),
+            run_row("pool-b-s1", "MML", "batch", None, 2020, 0.10, epoch_s=10.0)]
+    ttq.mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(ttq / "results.csv", index=False)
+    rng = np.random.default_rng(0)
+    users = [f"u{i}" for i in range(200)]
+    for label, shift in (("g-mml", 0.05), ("g-ccl", 0.0)):
+        (ttq / label).mkdir()
+        pd.DataFrame({"epoch": [2, 4], "wall_s": [60.0, 120.0], "test_recall@20": [0.05, 0.1]}).to_csv(
+            ttq / label / "curve.csv", index=False)
+        base = np.random.default_rng(1).random(200)
+        pd.DataFrame({"user_id": users, "recall@20": base + shift + rng.normal(0, 0.01, 200),
+                      "ndcg@20": base / 2 + shift + rng.normal(0, 0.01, 200)}).to_csv(ttq / label / "per_user_test.csv.gz", index=False)
+    (folder / "epoch_vs_floor").mkdir()
+    pd.DataFrame({"run": ["MMLMF learner=sparse_adam"], "epoch_s": [11.0], "over_sparse_floor": [1.1]}).to_csv(
+        folder / "epoch_vs_floor" / "gowalla.csv", index=False)
+    return folder
+
+
+def test_report_writes_tables_and_user_level_tests_and_keeps_the_hand_written_text(results, tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "ROOT", str(tmp_path))
+    (tmp_path / "docs").mkdir()
+    out = tmp_path / "BENCHMARKS.md"
+    out.write_text("# Benchmarks\n\nhand-written intro\n")
+    report.main(["--results", str(results), "--out", str(out)])
+    report.main(["--results", str(results), "--out", str(out)])  # a second run replaces, never duplicates
+    text = out.read_text()
+    assert text.startswith("# Benchmarks\n\nhand-written intro\n")
+    assert text.count(report.BEGIN) == 1 and text.count(report.END) == 1
+    assert "| g-mml | gowalla | MML | 100 shared |" in text
+    assert (tmp_path / "docs" / "time_to_quality.png").stat().st_size > 0
+    # the pool sweep: mean +- std over the two seeds, epoch time over the shared form's
+    assert "| 100 per row from a pool of 500 | 2 | 4 | 0.1300 ± 0.0141 |" in text and "| 1.30 |" in text
+    # paired over users, MML against the run that differs only in its loss
+    mml = pd.read_csv(results / "time_to_quality" / "g-mml" / "per_user_test.csv.gz")
+    ccl = pd.read_csv(results / "time_to_quality" / "g-ccl" / "per_user_test.csv.gz")
+    tests = report.paired_user_tests(pd.read_csv(results / "time_to_quality" / "results.csv").iloc[:2],
+                                     str(results))
+    recall = tests[tests.metric == "recall@20"].iloc[0]
+    assert (recall.a, recall.b, recall.users) == ("g-mml", "g-ccl", 200)
+    assert recall.ttest_p == pytest.approx(stats.ttest_rel(mml["recall@20"], ccl["recall@20"]).pvalue)
+    assert recall["diff"] == pytest.approx(0.05, abs=0.01) and recall.ttest_p < 1e-6
+    assert "MMLMF learner=sparse_adam" in text
