@@ -2,7 +2,8 @@
 
     python benchmarks/epoch_vs_floor.py [--dataset gowalla] [--repeats 3] [--threads 1] [--key=value ...]
 
-The floor (``../shared/bench/floor_epoch.py``: MF + cosine + MML, random ids, no data pipeline, no
+One full-ranking evaluation of the validation users is timed in the same loop. The floor
+(``../shared/bench/floor_epoch.py``: MF + cosine + MML, random ids, no data pipeline, no
 training-pair mask) is run for the same sizes (users, items, training pairs, candidates per batch,
 batch size), with sparse Adam and with dense Adam. Model epochs and floor epochs alternate,
 ``--repeats`` times, so load on a shared machine hits both alike; the table reports the median
@@ -45,6 +46,13 @@ def model_epoch(trainer, train_data, epoch):
     return time.perf_counter() - start
 
 
+def evaluation(trainer, valid_data):
+    """Seconds of one full-ranking evaluation of the validation users (training items masked)."""
+    start = time.perf_counter()
+    trainer.evaluate(valid_data, load_best_model=False)
+    return time.perf_counter() - start
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="gowalla")
@@ -60,7 +68,7 @@ def main(argv=None):
         os.chdir(tmp)
         base = DEFAULTS + [f"--data_path={data_path}", f"--torch_num_threads={args.threads}"] + overrides
         config = build_config(dataset=args.dataset, cmd_args=base)
-        dataset, train_data, _, _ = prepare_data(config)
+        dataset, train_data, valid_data, _ = prepare_data(config)
         sizes = (dataset.user_num - 1, dataset.item_num - 1, len(train_data._dataset))
         sharing, n, batch = config["neg_sharing"], config["num_negatives"], config["train_batch_size"]
         candidates = {"pool": config["neg_pool_size"], "in_batch": batch, "mixed": batch + n}.get(sharing, n)
@@ -70,15 +78,19 @@ def main(argv=None):
             cfg = build_config(dataset=args.dataset, cmd_args=base + [f"--learner={learner}"])
             trainers[learner] = build_trainer(cfg, dataset, train_data)
             model_epoch(trainers[learner], train_data, 0)  # warm-up: allocations, first-touch of tables
-        times = {key: [] for key in [*args.learners, "floor sparse", "floor dense"]}
+        times = {key: [] for key in [*args.learners, "floor sparse", "floor dense", "evaluation"]}
         for repeat in range(args.repeats):
             times["floor sparse"].append(floor(sizes, candidates, batch, True, shared, args.threads))
             for learner, trainer in trainers.items():
                 times[learner].append(model_epoch(trainer, train_data, repeat + 1))
             times["floor dense"].append(floor(sizes, candidates, batch, False, shared, args.threads))
+            times["evaluation"].append(evaluation(trainers[args.learners[0]], valid_data))
     floor_sparse = statistics.median(times["floor sparse"])
     for key, values in times.items():
-        label = f"{config['model']} learner={key}" if key in trainers else f"plain-torch {key} Adam"
+        if key == "evaluation":
+            label = f"full-ranking evaluation of {len(valid_data.uid_list)} valid users x {sizes[1]} items"
+        else:
+            label = f"{config['model']} learner={key}" if key in trainers else f"plain-torch {key} Adam"
         rows.append({"run": label, "epoch_s": round(statistics.median(values), 2),
                      "runs": ", ".join(f"{v:.2f}" for v in values),
                      "over_sparse_floor": round(statistics.median(values) / floor_sparse, 2)})

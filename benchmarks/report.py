@@ -21,7 +21,14 @@ FIGURE = os.path.join("docs", "time_to_quality.png")
 SWEEP_PREFIX = "pool-"
 METRICS = ("recall@20", "ndcg@20")
 # the best published MF numbers on the LightGCN splits (selected on the test set), Recall@20 / NDCG@20
+PROTOCOL_VALID = "[train, valid, test]"
 TARGETS = {"gowalla": (0.1882, 0.1584), "yelp2018": (0.0725, 0.0599)}
+
+
+def with_protocol(runs):
+    """Rows written before the ``protocol`` column existed ran ``[train, valid, test]``."""
+    protocol = runs["protocol"] if "protocol" in runs else pd.Series(index=runs.index, dtype=object)
+    return runs.assign(protocol=protocol.fillna(PROTOCOL_VALID))
 
 
 def negatives(row):
@@ -35,17 +42,17 @@ def negatives(row):
 
 
 def time_to_quality_table(runs):
-    lines = ["| run | dataset | loss | negatives | learner, lr | epochs (best) | test Recall@20 | test NDCG@20 | "
-             "target | min to best | wall min | CPU min | s/epoch | floor s/epoch | stopped |",
-             "|---|---|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|"]
+    lines = ["| run | dataset | protocol | loss | negatives | learner, lr | epochs (best) | test Recall@20 | "
+             "test NDCG@20 | target | min to best | wall min | CPU min | s/epoch | floor s/epoch | stopped |",
+             "|---|---|---|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|"]
     for _, row in runs.iterrows():
         target = TARGETS.get(row.dataset)
         cpu = row.get("cpu_s", float("nan"))
         lines.append(
-            f"| {row.label} | {row.dataset} | {row.loss_type} | {negatives(row)} | {row.learner}, {row.learning_rate:g} | "
+            f"| {row.label} | {row.dataset} | {row.protocol} | {row.loss_type} | {negatives(row)} | {row.learner}, {row.learning_rate:g} | "
             f"{row.epochs_run} ({row.best_epoch}) | {row['test_recall@20']:.4f} | {row['test_ndcg@20']:.4f} | "
             f"{f'{target[0]} / {target[1]}' if target else ''} | {row.time_to_best_s / 60:.1f} | {row.wall_s / 60:.1f} | "
-            f"{'' if pd.isna(cpu) else f'{cpu / 60:.1f}'} | {row.epoch_s:.1f} | {row.floor_epoch_s:.1f} | {row.stopped} |"
+            f"{'' if pd.isna(cpu) else f'{cpu / 60:.1f}'} | {row.epoch_s:.1f} | {'' if pd.isna(row.floor_epoch_s) else f'{row.floor_epoch_s:.1f}'} | {row.stopped} |"
         )
     return "\n".join(lines)
 
@@ -58,8 +65,9 @@ def per_user(results, label):
 def paired_user_tests(runs, results, reference="MML"):
     """Paired tests over test users: each ``reference`` run against every run that differs from it
     only in ``loss_type`` (same dataset, seed, negatives, learner, learning rate, batch)."""
-    keys = ["dataset", "seed", "neg_sharing", "num_negatives", "learner", "learning_rate", "train_batch_size"]
-    rows = []
+    keys = ["dataset", "protocol", "seed", "neg_sharing", "num_negatives", "learner", "learning_rate",
+            "train_batch_size"]
+    rows, runs = [], with_protocol(runs)
     for ref in runs[runs.loss_type == reference].itertuples():
         others = runs[(runs.loss_type != reference) & (runs.label != ref.label)]
         for key in keys:
@@ -144,7 +152,7 @@ def plot(runs, results, out):
 
 
 def generated_section(results, figure):
-    runs = pd.read_csv(os.path.join(results, "time_to_quality", "results.csv"))
+    runs = with_protocol(pd.read_csv(os.path.join(results, "time_to_quality", "results.csv")))
     main_runs = runs[~runs.label.str.startswith(SWEEP_PREFIX)]
     sweep = runs[runs.label.str.startswith(SWEEP_PREFIX)]
     parts = [BEGIN, "## Time to quality on Gowalla and Yelp2018",

@@ -36,6 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "time_to_quality")
 FLOOR_SCRIPT = os.path.join(ROOT, "..", "shared", "bench", "floor_epoch.py")
 METRICS = ("recall@20", "ndcg@20")
+PROTOCOL_VALID, PROTOCOL_FULL = "[train, valid, test]", "[fulltrain, test, test]"
 
 
 class BudgetSpent(Exception):
@@ -107,6 +108,25 @@ def floor_epoch(config, n_users, n_items, n_train, fraction=0.125):
     return float(re.search(r"epoch_s=([0-9.]+)", out).group(1)) * n_train / positives
 
 
+def run_settings(config, label):
+    """The columns of a results row that say what was run."""
+    return {
+        "label": label, "dataset": config["dataset"], "model": config["model"],
+        "loss_type": config["loss_type"] if config["model"].startswith("MML") else "",
+        "neg_sharing": config["neg_sharing"] or "", "num_negatives": config["num_negatives"] or "",
+        "neg_pool_size": config["neg_pool_size"] if config["neg_sharing"] == "pool" else "",
+        "learner": config["learner"], "learning_rate": config["learning_rate"],
+        "train_batch_size": config["train_batch_size"], "threads": torch_threads(config), "seed": config["seed"],
+    }
+
+
+def write_per_user(out_dir, dataset, test_data, values):
+    """Per-user test metrics, keyed by the dataset's user tokens, for paired tests over users."""
+    users = test_data.uid_list.numpy() if hasattr(test_data.uid_list, "numpy") else test_data.uid_list
+    per_user = pd.DataFrame({"user_id": dataset.id2token(dataset.uid_field, users), **values})
+    per_user.to_csv(os.path.join(out_dir, "per_user_test.csv.gz"), index=False, float_format="%.5g")
+
+
 def torch_threads(config):
     import torch
 
@@ -136,25 +156,18 @@ def run(config_file, overrides, minutes, label, results=RESULTS):
     curve = pd.DataFrame(trainer.curve)
     best = curve.loc[curve["valid_ndcg@20"].idxmax()]
     if trainer.best_per_user is not None:
-        users = test_data.uid_list.numpy() if hasattr(test_data.uid_list, "numpy") else test_data.uid_list
-        per_user = pd.DataFrame({"user_id": dataset.id2token(dataset.uid_field, users), **trainer.best_per_user})
-        per_user.to_csv(os.path.join(out_dir, "per_user_test.csv.gz"), index=False, float_format="%.5g")
+        write_per_user(out_dir, dataset, test_data, trainer.best_per_user)
     epoch_s = sum(trainer.train_seconds) / len(trainer.train_seconds)
     floor_s = sum(floors) / len(floors) if floors else float("nan")
     row = {
-        "label": label, "dataset": config["dataset"], "model": config["model"],
-        "loss_type": config["loss_type"] if config["model"].startswith("MML") else "",
-        "neg_sharing": config["neg_sharing"] or "", "num_negatives": config["num_negatives"] or "",
-        "neg_pool_size": config["neg_pool_size"] if config["neg_sharing"] == "pool" else "",
-        "learner": config["learner"], "learning_rate": config["learning_rate"],
-        "train_batch_size": config["train_batch_size"], "threads": torch_threads(config), "seed": config["seed"],
+        **run_settings(config, label),
         "epochs_run": int(curve["epoch"].max()), "best_epoch": int(best["epoch"]),
         "best_valid_ndcg@20": best["valid_ndcg@20"], "test_recall@20": best["test_recall@20"],
         "test_ndcg@20": best["test_ndcg@20"], "time_to_best_s": best["wall_s"], "wall_s": round(wall, 1),
         "cpu_s": round(trainer.cpu(), 1),
         "epoch_s": round(epoch_s, 2), "eval_s": round(sum(trainer.valid_seconds) / len(trainer.valid_seconds), 2),
         "floor_epoch_s": round(floor_s, 2), "epoch_over_floor": round(epoch_s / floor_s, 2) if floor_s > 0 else "",
-        "stopped": stopped, "config": os.path.relpath(os.path.abspath(config_file), ROOT),
+        "protocol": PROTOCOL_VALID, "stopped": stopped, "config": os.path.relpath(os.path.abspath(config_file), ROOT),
         "overrides": " ".join(o for o in overrides if not o.startswith("--data_path=")),
     }
     record_row(os.path.join(results, "results.csv"), row)
@@ -174,12 +187,48 @@ def record_row(table, row):
         os.replace(table + ".tmp", table)
 
 
+def fulltrain(config_file, overrides, epochs, label, results=RESULTS):
+    """The published protocol without selecting on test: train on the whole published training set
+    for ``epochs`` (the best epoch that early stopping chose on valid), then score test once."""
+    config = build_config(config_dict={"benchmark_filename": ["fulltrain", "test", "test"], "epochs": epochs},
+                          config_file_list=[config_file], cmd_args=overrides)
+    out_dir = os.path.join(results, label)
+    os.makedirs(out_dir, exist_ok=True)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    dataset, train_data, _, test_data = prepare_data(config)
+    trainer = build_trainer(config, dataset, train_data)
+    wall, cpu = time.perf_counter(), time.process_time()
+    trainer.fit(train_data, None, verbose=False, saved=False, show_progress=False)  # no evaluation at all
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    start = time.perf_counter()
+    test = trainer.evaluate(test_data, load_best_model=False)
+    eval_s = time.perf_counter() - start
+    scores = {f"test_{m}": float(test[m]) for m in METRICS}
+    pd.DataFrame([{"epoch": epochs, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), **scores}]).to_csv(
+        os.path.join(out_dir, "curve.csv"), index=False)
+    write_per_user(out_dir, dataset, test_data, per_user_topk(trainer.eval_collector.last_struct, config))
+    row = {**run_settings(config, label), "epochs_run": epochs, "best_epoch": epochs, **scores,
+           "time_to_best_s": round(wall, 1), "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+           "epoch_s": round(wall / epochs, 2), "eval_s": round(eval_s, 2), "protocol": PROTOCOL_FULL,
+           "stopped": f"{epochs} epochs, chosen on valid", "config": os.path.relpath(config_file, ROOT),
+           "overrides": " ".join(o for o in overrides if not o.startswith("--data_path="))}
+    record_row(os.path.join(results, "results.csv"), row)
+    print(pd.DataFrame([row]).T.to_string(header=False))
+    return row
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="yaml with model, dataset and settings")
     parser.add_argument("--minutes", type=float, default=60.0, help="wall-clock budget (train + valid)")
     parser.add_argument("--label", help="name of the run (default: the config's file name)")
     parser.add_argument("--results", default=RESULTS, help="results folder (default: the committed one)")
+    parser.add_argument("--retrain", action="store_true",
+                        help="then train on fulltrain for the best epoch chosen on valid and score test once "
+                             "(label <label>-fulltrain)")
+    parser.add_argument("--fulltrain_epochs", type=int,
+                        help="only the fulltrain run, for this many epochs (label as given)")
     args, overrides = parser.parse_known_args(argv)
     label = args.label or os.path.splitext(os.path.basename(args.config))[0]
     # RecBole's data_path is relative to the working folder: resolve it before leaving the repository
@@ -190,7 +239,12 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)  # RecBole's logs and checkpoints stay out of the working tree
         try:
-            return run(config_file, overrides, args.minutes, label, results)
+            if args.fulltrain_epochs:
+                return fulltrain(config_file, overrides, args.fulltrain_epochs, label, results)
+            row = run(config_file, overrides, args.minutes, label, results)
+            if args.retrain:
+                fulltrain(config_file, overrides, int(row["best_epoch"]), f"{label}-fulltrain", results)
+            return row
         finally:
             os.chdir(here)
 

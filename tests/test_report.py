@@ -60,7 +60,7 @@ def test_report_writes_tables_and_user_level_tests_and_keeps_the_hand_written_te
     text = out.read_text()
     assert text.startswith("# Benchmarks\n\nhand-written intro\n")
     assert text.count(report.BEGIN) == 1 and text.count(report.END) == 1
-    assert "| g-mml | gowalla | MML | 100 shared |" in text
+    assert "| g-mml | gowalla | [train, valid, test] | MML | 100 shared |" in text
     assert (tmp_path / "docs" / "time_to_quality.png").stat().st_size > 0
     # the pool sweep: mean +- std over the two seeds, epoch time over the shared form's
     assert "| 100 per row from a pool of 500 | 2 | 4 | 0.1300 ± 0.0141 |" in text and "| 1.30 |" in text

@@ -39,3 +39,29 @@ def test_curve_summary_and_per_user_scores_agree(tmp_path):
     # the per-user values average to the reported means (RecBole rounds to 4 places)
     assert per_user["recall@20"].mean() == pytest.approx(best["test_recall@20"], abs=6e-5)
     assert per_user["ndcg@20"].mean() == pytest.approx(best["test_ndcg@20"], abs=6e-5)
+
+
+def test_fulltrain_trains_on_the_published_training_set_and_scores_test_once(tmp_path):
+    data = tmp_path / "data" / "tiny"
+    data.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    pairs = [(u, i) for u in range(40) for i in rng.choice(60, 12, replace=False)]
+    header = "user_id:token\titem_id:token"
+    (data / "tiny.fulltrain.inter").write_text("\n".join([header] + [f"u{u}\ti{i}" for u, i in pairs[::2]]) + "\n")
+    (data / "tiny.test.inter").write_text("\n".join([header] + [f"u{u}\ti{i}" for u, i in pairs[1::2]]) + "\n")
+    config = tmp_path / "run.yaml"
+    config.write_text("model: MMLMF\ndataset: tiny\nlearner: sparse_adam\nlearning_rate: 0.01\nepochs: 50\n"
+                      "train_batch_size: 64\nneg_sharing: batch\nnum_negatives: 20\nmargins: [0.3, 0.5, 0.7]\n"
+                      "neg_weight: 10.0\nmetrics: [Recall, NDCG]\ntopk: [20]\nvalid_metric: NDCG@20\n"
+                      "eval_args: {group_by: user, order: RO, mode: full}\nstate: ERROR\nshow_progress: False\n")
+    results = tmp_path / "results"
+    row = time_to_quality.main(["--config", str(config), "--results", str(results), "--label", "f",
+                                "--fulltrain_epochs", "3", f"--data_path={tmp_path / 'data'}"])
+    assert row["protocol"] == "[fulltrain, test, test]" and row["epochs_run"] == 3  # not the yaml's 50
+    assert row["stopped"] == "3 epochs, chosen on valid"
+    curve = pd.read_csv(results / "f" / "curve.csv")
+    assert len(curve) == 1 and curve.epoch[0] == 3  # one evaluation, at the end
+    per_user = pd.read_csv(results / "f" / "per_user_test.csv.gz")
+    assert len(per_user) == 40
+    assert per_user["ndcg@20"].mean() == pytest.approx(row["test_ndcg@20"], abs=6e-5)
+    assert pd.read_csv(results / "results.csv").label.tolist() == ["f"]
