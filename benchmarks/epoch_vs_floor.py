@@ -53,6 +53,16 @@ def evaluation(trainer, valid_data):
     return time.perf_counter() - start
 
 
+def profile(trainer, train_data, top):
+    """cProfile of one training epoch: where the seconds above the floor go."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.runcall(model_epoch, trainer, train_data, 1)
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(top)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="gowalla")
@@ -60,6 +70,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--learners", nargs="+", default=["sparse_adam", "adam"])
     parser.add_argument("--out", help="also write the table as CSV here")
+    parser.add_argument("--profile", type=int, default=0, metavar="K",
+                        help="instead: profile one epoch of the first learner and print the K costliest functions")
     args, overrides = parser.parse_known_args(argv)
     torch.set_num_threads(args.threads)
     data_path = os.path.join(ROOT, "dataset")
@@ -78,6 +90,8 @@ def main(argv=None):
             cfg = build_config(dataset=args.dataset, cmd_args=base + [f"--learner={learner}"])
             trainers[learner] = build_trainer(cfg, dataset, train_data)
             model_epoch(trainers[learner], train_data, 0)  # warm-up: allocations, first-touch of tables
+        if args.profile:
+            return profile(trainers[args.learners[0]], train_data, args.profile)
         times = {key: [] for key in [*args.learners, "floor sparse", "floor dense", "evaluation"]}
         for repeat in range(args.repeats):
             times["floor sparse"].append(floor(sizes, candidates, batch, True, shared, args.threads))

@@ -118,6 +118,26 @@ def test_interaction_index_finds_training_pairs_for_row_and_shared_negatives(max
     assert shared.tolist() == [[(u, i) in pairs for i in candidates.tolist()] for u in batch.tolist()]
 
 
+def test_shared_candidates_are_masked_walking_either_side(monkeypatch):
+    """The shared-candidate mask walks the shorter histories: a heavy batch user makes it walk the
+    candidates' users, a popular candidate the batch users' items; both give the exact mask."""
+    g = torch.Generator().manual_seed(1)
+    users = torch.cat([torch.zeros(150, dtype=torch.int64), torch.randint(1, 40, (300,), generator=g)])
+    items = torch.cat([torch.arange(1, 151), torch.randint(1, 200, (300,), generator=g)])
+    users, items = torch.cat([users, torch.arange(40)]), torch.cat([items, torch.full((40,), 7)])  # item 7: everyone
+    index = InteractionIndex(users, items, 40, 200)
+    pairs = set(zip(users.tolist(), items.tolist()))
+    walked = []
+    hits = InteractionIndex._hits
+    monkeypatch.setattr(InteractionIndex, "_hits", staticmethod(
+        lambda csr, *rest: walked.append("users" if csr is index.user_csr else "items") or hits(csr, *rest)))
+    for batch, candidates, side in ((torch.tensor([0, 0, 3]), torch.tensor([5, 160, 160]), "items"),
+                                    (torch.tensor([3, 4, 3]), torch.tensor([7, 7, 9]), "users")):
+        mask = index.contains(batch, candidates)
+        assert walked.pop() == side
+        assert mask.tolist() == [[(u, i) in pairs for i in candidates.tolist()] for u in batch.tolist()]
+
+
 # -- scores of every negative source -----------------------------------------------------------
 
 @pytest.mark.parametrize("sharing", SHARINGS)
