@@ -78,7 +78,9 @@ def main(argv=None):
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
-        base = DEFAULTS + [f"--data_path={data_path}", f"--torch_num_threads={args.threads}"] + overrides
+        given = {o.split("=", 1)[0] for o in overrides}
+        base = [d for d in DEFAULTS if d.split("=", 1)[0] not in given] + overrides
+        base += [f"--data_path={data_path}", f"--torch_num_threads={args.threads}"]
         config = build_config(dataset=args.dataset, cmd_args=base)
         dataset, train_data, valid_data, _ = prepare_data(config)
         sizes = (dataset.user_num - 1, dataset.item_num - 1, len(train_data._dataset))

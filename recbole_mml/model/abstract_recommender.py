@@ -138,7 +138,7 @@ class ContrastiveRecommender(GeneralRecommender):
                     mask = mask.gather(1, negatives.picks) if mask is not None else None
                 parts.append(scores)
                 masks.append(mask if mask is not None else torch.zeros_like(scores, dtype=torch.bool))
-            scores, mask = torch.cat(parts, dim=1), torch.cat(masks, dim=1)
+            scores, mask = (parts[0], masks[0]) if len(parts) == 1 else (torch.cat(parts, dim=1), torch.cat(masks, dim=1))
         # a drawn item the user interacted with is no negative: a score this low adds 0 to every loss
         return scores if mask is None else scores.masked_fill(mask, MASKED_SCORE)
 
