@@ -1,11 +1,12 @@
 # One command sets up and runs the main job; one command runs the tests.
 #   make run    venv + install + MMLMF on ml-100k (ships inside recbole, no download)
-#   make test   venv + install + the test suite
+#   make test   venv + install + the test suite (about 2 minutes on 2 cores; the slow tests left out)
+#   make test-slow  the slow end-to-end tests (a real Ray search, kill and resume, a wheel install)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test
+.PHONY: setup run test test-slow
 
 setup: $(VENV)/.installed
 
@@ -24,3 +25,6 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest -q tests
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow tests

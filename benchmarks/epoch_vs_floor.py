@@ -23,8 +23,7 @@ import time
 import pandas as pd
 import torch
 
-import recbole_mml  # noqa: F401  (compatibility fixes)
-from recbole_mml.quick_start import build_config, build_trainer, prepare_data
+from recbole_mml.quick_start import build_config, build_trainer, prepare_data  # applies the compatibility fixes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLOOR_SCRIPT = os.path.join(ROOT, "..", "shared", "bench", "floor_epoch.py")

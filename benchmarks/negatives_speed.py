@@ -22,9 +22,8 @@ import time
 
 import pandas as pd
 
-import recbole_mml  # noqa: F401
 from recbole.utils import init_seed
-from recbole_mml.quick_start import build_config, prepare_data
+from recbole_mml.quick_start import build_config, prepare_data  # applies the compatibility fixes
 from recbole_mml.registry import get_model, get_trainer
 
 FLOOR_SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "bench", "floor_epoch.py")

@@ -5,15 +5,17 @@
     python run_recbole_mml.py benchmark ...   (see recbole_mml.benchmark)
 
 Bad input ends with one line on stderr and exit code 2; ``--debug`` shows the traceback instead.
+An interrupted search ends with one line saying how to resume it, and exit code 1.
 """
 
 import argparse
 import sys
 import warnings
 
-from recbole_mml.errors import ConfigError
+from recbole_mml.errors import ConfigError, NonFiniteLossError, SearchInterrupted
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 1
 
 
 def train_parser():
@@ -59,16 +61,17 @@ def main(argv=None):
     if not debug:
         # RecBole 1.2.1's own deprecation noise (GradScaler, pandas inplace, read-only numpy arrays)
         warnings.filterwarnings("ignore", module=r"recbole(\.|$)")
-    import recbole_mml  # noqa: F401  (applies the compatibility fixes)
-    from recbole_mml.trainer import NonFiniteLossError
+    from recbole_mml import compat
+
+    compat.apply()
 
     try:
         if mode == "tune":
-            from recbole_mml.tune import main as tune_main
+            from recbole_mml.tune.driver import main as tune_main
 
             return tune_main(rest)
         if mode == "benchmark":
-            from recbole_mml.benchmark import main as benchmark_main
+            from recbole_mml.benchmark.runner import main as benchmark_main
 
             return benchmark_main(rest)
         return train_main(rest)
@@ -77,3 +80,6 @@ def main(argv=None):
             raise
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except SearchInterrupted as e:
+        print(e, file=sys.stderr)
+        return EXIT_INTERRUPTED

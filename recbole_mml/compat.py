@@ -1,126 +1,122 @@
-"""Every fix RecBole 1.2.1 needs on today's numpy, pandas, scipy, torch and Ray, in one place.
+"""The fixes RecBole 1.2.1 needs on today's numpy, pandas, scipy, torch and Ray, in one place.
 
 RecBole 1.2.1 (the newest release) was written against numpy 1.x, pandas 1.x, scipy < 1.13,
-torch < 2.6 and Ray 2.6. Each fix below is small, replaces only the RecBole code that breaks
-(or restores removed library attributes RecBole relies on) and is applied once by :func:`apply`,
-which ``import recbole_mml`` calls. Nothing here changes behaviour that works.
+torch < 2.6 and Ray 2.6. Each fix below is a :class:`Fix`: why it exists, a test of whether the
+installed stack needs it, and the narrowest change that restores RecBole's own behaviour (a
+restored attribute, a module-scoped ``torch`` for the modules that read RecBole checkpoints, or
+RecBole's function recompiled with one line changed; a changed RecBole source refuses the fix
+rather than replacing new code). Nothing here makes RecBole stricter or changes what works.
+
+:func:`apply` is called by recbole_mml's entry points that use RecBole (the command line,
+:mod:`recbole_mml.quick_start`, :mod:`recbole_mml.config`, :mod:`recbole_mml.model`), never by
+``import recbole_mml.loss``; :func:`restore` undoes every fix. On a RecBole other than 1.2.1,
+:func:`apply` warns and changes nothing. ``recbole.quick_start`` imports Ray, which recbole_mml
+does not need to train: its two fixes are applied when it is already imported (import it first,
+or call :func:`apply` again after importing it).
 """
 
 import ast
 import importlib
+import importlib.util
 import inspect
-import os
 import sys
-import tempfile
 import textwrap
 import types
 import warnings
+from dataclasses import dataclass
+from typing import Callable, Optional
 
-import numpy as np
-import torch
+RECBOLE_VERSION = "1.2.1"
 
-_APPLIED = False
+_undo = []  # (owner, attribute, previous value or _MISSING), in the order set
+_checked = set()  # names of the fixes looked at by apply()
+_applied = set()  # names of the fixes in place
+_MISSING = object()
 
-# numpy 2 removed these aliases; RecBole's Config.compatibility_settings reads the first three
-# and RecBole's metrics, dataset and layers use the rest (np.float, np.long, np.bool, ...).
+
+class RecBoleVersionWarning(UserWarning):
+    """The installed RecBole is not the version recbole_mml's fixes were written for."""
+
+
+def _set(owner, name, value):
+    """``setattr`` that :func:`restore` can undo (a class's own attribute, not an inherited one)."""
+    previous = vars(owner).get(name, _MISSING)  # vars: numpy warns on getattr of some removed names
+    _undo.append((owner, name, previous))
+    setattr(owner, name, value)
+
+
+def rewritten(function, replacements):
+    """``function`` recompiled from its source with each ``old`` text replaced by ``new``.
+
+    Every ``old`` must occur (all its occurrences are replaced): if RecBole's code changed, the fix
+    refuses instead of replacing it. Line numbers stay RecBole's, so tracebacks point at RecBole's file.
+    """
+    source = textwrap.dedent(inspect.getsource(function))
+    if "super()" in source:  # a recompiled method has no __class__ cell
+        raise RuntimeError(f"{function.__qualname__} calls super(); it cannot be recompiled")
+    for old, new in replacements.items():
+        if old not in source:
+            raise RuntimeError(
+                f"{function.__module__}.{function.__qualname__} no longer contains {old!r}; "
+                f"revisit recbole_mml.compat for this RecBole version"
+            )
+        source = source.replace(old, new)
+    tree = ast.parse(source)
+    ast.increment_lineno(tree, function.__code__.co_firstlineno - 1)
+    namespace = {}
+    exec(compile(tree, inspect.getsourcefile(function), "exec"), function.__globals__, namespace)
+    fixed = namespace[function.__name__]
+    fixed.__qualname__ = function.__qualname__
+    fixed.__doc__ = function.__doc__
+    return fixed
+
+
+def _rewrite_method(module_name, class_name, method_name, replacements):
+    cls = getattr(importlib.import_module(module_name), class_name)
+    _set(cls, method_name, rewritten(vars(cls)[method_name], replacements))
+
+
+def _rewrite_function(module_name, function_name, replacements):
+    """The module's function, and the same function where its package re-exports it."""
+    module = importlib.import_module(module_name)
+    original = getattr(module, function_name)
+    fixed = rewritten(original, replacements)
+    _set(module, function_name, fixed)
+    package = sys.modules[module_name.rpartition(".")[0]]
+    if getattr(package, function_name, None) is original:
+        _set(package, function_name, fixed)
+
+
+# numpy ---------------------------------------------------------------------------------------
+
+# numpy 2 removed these aliases. RecBole's Config.compatibility_settings reads float_, complex_
+# and unicode_ and then sets the others to the same values as here; its metrics, dataset and
+# layers use them, also in a process that never builds a Config (a loaded checkpoint's).
 NUMPY_ALIASES = {
-    "float_": np.float64,
-    "complex_": np.complex128,
-    "unicode_": np.str_,
-    "bool8": np.bool_,  # Ray <= 2.6 uses it
-    "float": float,
-    "int": int,
-    "bool": np.bool_,
-    "complex": complex,
-    "object": object,
-    "str": str,
-    "long": np.int64,
-    "unicode": np.str_,
+    "float_": "float64", "complex_": "complex128", "unicode_": "str_", "bool": "bool_", "int": "int_",
+    "float": "float64", "complex": "complex128", "object": "object_", "str": "str_", "long": "int_",
+    "unicode": "str_",
 }
 
 
-def numpy_aliases():
-    """Restore only the numpy aliases that are missing (numpy >= 2); never override real ones."""
-    for name, value in NUMPY_ALIASES.items():
-        if name not in vars(np):  # not getattr: numpy warns on access to some removed names
-            setattr(np, name, value)
+def _missing_numpy_aliases():
+    import numpy as np
+
+    return [name for name in NUMPY_ALIASES if name not in vars(np)]  # vars: numpy warns on getattr
 
 
-def _config_compatibility_settings(self):
-    """Replaces Config.compatibility_settings, which assigns from aliases numpy 2 removed."""
-    numpy_aliases()
+def _numpy_aliases():
+    import numpy as np
+
+    for name in _missing_numpy_aliases():
+        _set(np, name, getattr(np, NUMPY_ALIASES[name]))
 
 
-def load_checkpoint(path, device="cpu"):
-    """Load a checkpoint written by RecBole's own trainer.
+# torch ---------------------------------------------------------------------------------------
 
-    torch >= 2.6 loads with ``weights_only=True`` by default, which refuses RecBole's checkpoints
-    (they pickle the Config object). Only RecBole's checkpoints go through here (the trainer's, and
-    the pretrained ones a few models read), so safe loading stays the default for everything else.
-    """
-    return torch.load(str(path), map_location=device, weights_only=False)
-
-
-def save_checkpoint(state, path):
-    """Write atomically (temp file + rename): a kill during the save never leaves a corrupt file."""
-    path = str(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f, pickle_protocol=4)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _trainer_save_checkpoint(self, epoch, verbose=True, **kwargs):
-    """Trainer._save_checkpoint with an atomic write (and the model's extra state, if any)."""
-    from recbole.utils import set_color
-
-    if not self.config["single_spec"] and self.config["local_rank"] != 0:
-        return
-    saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-    state = {
-        "config": self.config,
-        "epoch": epoch,
-        "cur_step": self.cur_step,
-        "best_valid_score": self.best_valid_score,
-        "state_dict": self.model.state_dict(),
-        "other_parameter": self.model.other_parameter(),
-        "optimizer": self.optimizer.state_dict(),
-    }
-    save_checkpoint(state, saved_model_file)
-    if verbose:
-        self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
-
-
-def _trainer_resume_checkpoint(self, resume_file):
-    """Trainer.resume_checkpoint, loading RecBole's own checkpoint format under torch >= 2.6."""
-    resume_file = str(resume_file)
-    self.saved_model_file = resume_file
-    checkpoint = load_checkpoint(resume_file, self.device)
-    self.start_epoch = checkpoint["epoch"] + 1
-    self.cur_step = checkpoint["cur_step"]
-    self.best_valid_score = checkpoint["best_valid_score"]
-    if checkpoint["config"]["model"].lower() != self.config["model"].lower():
-        self.logger.warning(
-            "Architecture configuration given in config file is different from that of "
-            "checkpoint. This may yield an exception while state_dict is being loaded."
-        )
-    self.model.load_state_dict(checkpoint["state_dict"])
-    self.model.load_other_parameter(checkpoint.get("other_parameter"))
-    self.optimizer.load_state_dict(checkpoint["optimizer"])
-    self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
-
-
-# RecBole modules that torch.load a pretrained RecBole checkpoint (it pickles the Config object).
-PRETRAINED_CHECKPOINT_MODULES = [
+# RecBole modules whose module-level ``torch.load`` reads a RecBole checkpoint (it pickles the Config).
+CHECKPOINT_READERS = [
+    "recbole.trainer.trainer",  # Trainer.resume_checkpoint and Trainer.evaluate(load_best_model=True)
     "recbole.model.general_recommender.convncf",  # train_method: after_pretrain (a BPR checkpoint)
     "recbole.model.general_recommender.nais",  # pretrain_path (a FISM checkpoint)
     "recbole.model.general_recommender.neumf",  # use_pretrain (MF and MLP checkpoints)
@@ -130,143 +126,106 @@ PRETRAINED_CHECKPOINT_MODULES = [
 ]
 
 
+def _torch_loads_weights_only():
+    import torch
+
+    return torch.torch_version.TorchVersion(torch.__version__) >= (2, 6)
+
+
 class _TorchReadingRecBoleCheckpoints(types.ModuleType):
     """``torch`` for the modules above only: its ``load`` reads RecBole checkpoints under torch >= 2.6."""
 
     def __init__(self):
+        import torch
+
         super().__init__("torch", torch.__doc__)
+        self._torch = torch
 
     def __getattr__(self, name):
-        return getattr(torch, name)
+        return getattr(self._torch, name)
 
-    @staticmethod
-    def load(f, map_location=None, **kwargs):
-        return load_checkpoint(f, map_location)
+    def load(self, f, map_location=None, **kwargs):
+        return self._torch.load(f, map_location=map_location, **dict(kwargs, weights_only=False))
 
 
-def _wrap_trainer_evaluate(original):
-    """Trainer.evaluate loads the best checkpoint with a bare torch.load; load it here instead."""
+def _checkpoint_readers():
+    proxy = _TorchReadingRecBoleCheckpoints()
+    for module_name in CHECKPOINT_READERS:
+        _set(importlib.import_module(module_name), "torch", proxy)
 
-    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
-        if load_best_model and eval_data:
-            checkpoint_file = model_file or self.saved_model_file
-            checkpoint = load_checkpoint(checkpoint_file, self.device)
-            self.model.load_state_dict(checkpoint["state_dict"])
-            self.model.load_other_parameter(checkpoint.get("other_parameter"))
-            self.logger.info(
-                f"Loading model structure and parameters from {checkpoint_file}"
-            )
-        return original(self, eval_data, load_best_model=False, show_progress=show_progress)
 
-    evaluate.__doc__ = original.__doc__
-    return evaluate
+def _sine_switches_anomaly_mode_on():
+    spec = importlib.util.find_spec("recbole.model.sequential_recommender.sine")
+    with open(spec.origin, encoding="utf-8") as f:
+        return "set_detect_anomaly(True)" in f.read()
+
+
+def _keep_anomaly_mode_off():
+    """Import RecBole's SINE model without the global anomaly detection it switches on.
+
+    ``sine.py`` calls ``torch.autograd.set_detect_anomaly(True)`` at import time, and any import of
+    RecBole's sequential models (a model lookup, a checkpoint fix) runs it: every forward op then
+    records a stack trace (an MMLMF epoch on Gowalla took 27 s instead of 20 s). The mode in place
+    before the import is kept; once imported, the module never runs that line again.
+    """
+    import torch
+
+    if "recbole.model.sequential_recommender.sine" in sys.modules:
+        return
+    enabled = torch.is_anomaly_enabled()
+    importlib.import_module("recbole.model.sequential_recommender.sine")
+    torch.autograd.set_detect_anomaly(enabled)
+
+
+# scipy ---------------------------------------------------------------------------------------
+
+
+def _dok_lacks_update():
+    import scipy.sparse as sp
+
+    return not hasattr(sp.dok_matrix, "_update")
 
 
 def _dok_update(self, data):
-    """scipy >= 1.13 removed dok_matrix._update, which RecBole's graph models call."""
+    """dok_matrix._update (removed in scipy 1.13), which RecBole's graph models call."""
     self._dict.update(data)
 
 
-def _collector_get_data_struct(self):
-    """Collector.get_data_struct called .cpu() on ints (item counts), crashing coverage metrics."""
-    import copy
+def _restore_dok_update():
+    import scipy.sparse as sp
 
-    data = self.data_struct._data_dict
-    for key, value in data.items():
-        if isinstance(value, torch.Tensor):
-            data[key] = value.cpu()
-    returned_struct = copy.deepcopy(self.data_struct)
-    for key in ["rec.topk", "rec.meanrank", "rec.score", "rec.items", "data.label"]:
-        if key in self.data_struct:
-            del self.data_struct[key]
-    return returned_struct
+    _set(sp.dok_matrix, "_update", _dok_update)
 
 
-def _dataset_fill_nan(self):
-    """Dataset._fill_nan used ``df[col].fillna(inplace=True)``: a silent no-op under pandas 3."""
-    from recbole.utils import FeatureType
-
-    for feat_name in self.feat_name_list:
-        feat = getattr(self, feat_name)
-        for field in feat:
-            ftype = self.field2type[field]
-            if ftype == FeatureType.TOKEN:
-                feat[field] = feat[field].fillna(value=0)
-            elif ftype == FeatureType.FLOAT:
-                feat[field] = feat[field].fillna(value=feat[field].mean())
-            else:
-                dtype = np.int64 if ftype == FeatureType.TOKEN_SEQ else np.float64
-                feat[field] = feat[field].apply(
-                    lambda x: np.array([], dtype=dtype) if isinstance(x, float) else x
-                )
+# pandas --------------------------------------------------------------------------------------
 
 
-def _dataset_load_feat(self, filepath, source):
-    """Dataset._load_feat, whose in-place fill of empty sequence cells is a no-op under pandas 3.
-
-    Same as RecBole's except that the fill is assigned back (an empty token_seq cell used to crash
-    with "'float' object has no attribute 'split'").
-    """
+def _inplace_fillna_of_a_column_is_lost():
+    """pandas 3 (copy-on-write): ``df[col].fillna(..., inplace=True)`` changes a copy only."""
     import pandas as pd
-    from recbole.utils import FeatureSource, FeatureType
 
-    load_col, unload_col = self._get_load_and_unload_col(source)
-    if load_col == set():
-        return None
-    field_separator = self.config["field_separator"]
-    encoding = self.config["encoding"]
-    columns, usecols, dtype = [], [], {}
-    with open(filepath, "r", encoding=encoding) as f:
-        head = f.readline()[:-1]
-    for field_type in head.split(field_separator):
-        field, ftype = field_type.split(":")
-        try:
-            ftype = FeatureType(ftype)
-        except ValueError:
-            raise ValueError(f"Type {ftype} from field {field} is not supported.")
-        if load_col is not None and field not in load_col:
-            continue
-        if unload_col is not None and field in unload_col:
-            continue
-        if isinstance(source, FeatureSource) or source != "link":
-            self.field2source[field] = source
-            self.field2type[field] = ftype
-            if not ftype.value.endswith("seq"):
-                self.field2seqlen[field] = 1
-            if "float" in ftype.value:
-                self.field2bucketnum[field] = 2
-        columns.append(field)
-        usecols.append(field_type)
-        dtype[field_type] = np.float64 if ftype == FeatureType.FLOAT else str
-    if not columns:
-        self.logger.warning(f"No columns has been loaded from [{source}]")
-        return None
-
-    df = pd.read_csv(
-        filepath, delimiter=field_separator, usecols=usecols, dtype=dtype,
-        encoding=encoding, engine="python",
-    )
-    df.columns = columns
-    seq_separator = self.config["seq_separator"]
-    for field in columns:
-        ftype = self.field2type[field]
-        if not ftype.value.endswith("seq"):
-            continue
-        cells = df[field].fillna(value="").values
-        cast = str if ftype == FeatureType.TOKEN_SEQ else float
-        df[field] = [np.array([cast(v) for v in cell.split(seq_separator) if v]) for cell in cells]
-        max_seq_len = max(map(len, df[field].values))
-        if self.config["seq_len"] and field in self.config["seq_len"]:
-            seq_len = self.config["seq_len"][field]
-            df[field] = [seq[:seq_len] for seq in df[field].values]
-            self.field2seqlen[field] = min(seq_len, max_seq_len)
-        else:
-            self.field2seqlen[field] = max_seq_len
-    return df
+    frame = pd.DataFrame({"a": [None, 1.0]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        frame["a"].fillna(value=0.0, inplace=True)
+    return bool(frame["a"].isna().any())
 
 
-# pandas 3's Series.agg(len) returns the Series' own length, not each cell's; these RecBole methods
-# use it to split the concatenated cells of sequence fields (token_seq, float_seq) back apart.
+def _assign_fillna_back():
+    module = "recbole.data.dataset.dataset"
+    _rewrite_method(module, "Dataset", "_fill_nan", {
+        "feat[field].fillna(value=0, inplace=True)": "feat[field] = feat[field].fillna(value=0)",
+        "feat[field].fillna(value=feat[field].mean(), inplace=True)":
+            "feat[field] = feat[field].fillna(value=feat[field].mean())",
+    })
+    # an empty token_seq cell stayed NaN and crashed with "'float' object has no attribute 'split'"
+    _rewrite_method(module, "Dataset", "_load_feat", {
+        'df[field].fillna(value="", inplace=True)': 'df[field] = df[field].fillna(value="")',
+    })
+
+
+# pandas 3's Series.agg(len) returns the Series' own length, not each cell's; these methods use it
+# to split the concatenated cells of sequence fields (token_seq, float_seq) back apart.
 AGG_LEN_METHODS = [
     ("recbole.data.dataset.dataset", "Dataset", "_remap"),
     ("recbole.data.dataset.dataset", "Dataset", "_normalize"),
@@ -276,85 +235,112 @@ AGG_LEN_METHODS = [
 ]
 
 
-def per_cell_lengths(function):
-    """``function`` recompiled with ``.agg(len)`` as ``.map(len)``: per-cell lengths under pandas 3 too."""
-    source = textwrap.dedent(inspect.getsource(function))
-    if ".agg(len)" not in source:
-        raise RuntimeError(f"{function.__qualname__} no longer calls .agg(len); revisit recbole_mml.compat")
-    tree = ast.parse(source.replace(".agg(len)", ".map(len)"))
-    ast.increment_lineno(tree, function.__code__.co_firstlineno - 1)  # tracebacks keep RecBole's lines
-    namespace = {}
-    exec(compile(tree, inspect.getsourcefile(function), "exec"), function.__globals__, namespace)
-    fixed = namespace[function.__name__]
-    fixed.__qualname__ = function.__qualname__
-    return fixed
+def _agg_len_is_not_per_cell():
+    import pandas as pd
+
+    return not isinstance(pd.Series([[1, 2], [3]]).agg(len), pd.Series)
 
 
-def _ray_objective_function(config_dict=None, config_file_list=None, saved=True):
-    """RecBole's objective_function calls ``tune.report(**result)``; Ray >= 2.7 takes a dict."""
-    from recbole_mml.quick_start import objective_function
-
-    return objective_function(config_dict, config_file_list, saved)
+def _per_cell_lengths():
+    for module_name, class_name, method_name in AGG_LEN_METHODS:
+        _rewrite_method(module_name, class_name, method_name, {".agg(len)": ".map(len)"})
 
 
-def _load_data_and_model(model_file):
-    """recbole.quick_start.load_data_and_model reads its checkpoint with a bare torch.load (torch >= 2.6)."""
-    from recbole_mml.quick_start import load_data_and_model
-
-    return load_data_and_model(model_file)
+# RecBole 1.2.1 itself -------------------------------------------------------------------------
 
 
-def keep_anomaly_mode_off():
-    """Import RecBole's SINE model without the global anomaly detection it switches on.
+def _collector_moves_tensors_only():
+    """Collector.get_data_struct called ``.cpu()`` on every resource, including the item counts
+    (a Counter) that the beyond-accuracy metrics (ItemCoverage, GiniIndex, ...) collect."""
+    line = "self.data_struct._data_dict[key] = self.data_struct._data_dict[key].cpu()"
+    _rewrite_method("recbole.evaluator.collector", "Collector", "get_data_struct", {
+        line: f"if isinstance(self.data_struct._data_dict[key], torch.Tensor): {line}",
+    })
 
-    ``recbole/model/sequential_recommender/sine.py`` (1.2.1) calls ``torch.autograd.set_detect_anomaly(True)``
-    at import time, and any import of RecBole's sequential models (a model lookup, a checkpoint
-    patch) runs it: every forward op then records a stack trace and every backward checks for NaN
-    (an MMLMF epoch on Gowalla took 27 s instead of 20 s). The previous mode is restored after the
-    first import; once imported, the module never runs that line again.
-    """
-    if "recbole.model.sequential_recommender.sine" in sys.modules:
-        return
-    enabled = torch.is_anomaly_enabled()
-    importlib.import_module("recbole.model.sequential_recommender.sine")
-    torch.autograd.set_detect_anomaly(enabled)
+
+# RecBole's quick_start (imports Ray) ----------------------------------------------------------
+
+QUICK_START = "recbole.quick_start.quick_start"
+
+
+def _ray_report_takes_a_dict():
+    from ray import tune
+
+    return "metrics" in inspect.signature(tune.report).parameters
+
+
+def _report_one_dict():
+    """objective_function called ``tune.report(**result)``; Ray >= 2.7 takes the metrics as one dict."""
+    _rewrite_function(QUICK_START, "objective_function", {
+        "tune.report(**test_result)": "tune.report(dict(test_result))",
+    })
+
+
+def _load_data_and_model_reads_its_checkpoint():
+    """load_data_and_model read its checkpoint with a bare ``torch.load`` (refused by torch >= 2.6)."""
+    _rewrite_function(QUICK_START, "load_data_and_model", {
+        "torch.load(model_file)": "torch.load(model_file, weights_only=False)",
+    })
+
+
+# The fixes -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Fix:
+    """One fix: ``needed()`` tests the installed stack, ``apply()`` makes the change."""
+
+    name: str
+    needed: Callable[[], bool]
+    apply: Callable[[], None]
+    when_imported: Optional[str] = None  # applied only once this module is imported
+
+
+FIXES = [
+    Fix("numpy aliases", lambda: bool(_missing_numpy_aliases()), _numpy_aliases),
+    Fix("SINE anomaly mode", _sine_switches_anomaly_mode_on, _keep_anomaly_mode_off),
+    Fix("RecBole checkpoints under torch >= 2.6", _torch_loads_weights_only, _checkpoint_readers),
+    Fix("scipy dok_matrix._update", _dok_lacks_update, _restore_dok_update),
+    Fix("pandas in-place fillna", _inplace_fillna_of_a_column_is_lost, _assign_fillna_back),
+    Fix("pandas agg(len)", _agg_len_is_not_per_cell, _per_cell_lengths),
+    Fix("Collector item counts", lambda: True, _collector_moves_tensors_only),
+    Fix("objective_function and Ray's report", _ray_report_takes_a_dict, _report_one_dict, QUICK_START),
+    Fix("load_data_and_model under torch >= 2.6", _torch_loads_weights_only,
+        _load_data_and_model_reads_its_checkpoint, QUICK_START),
+]
+
+
+def applied():
+    """Names of the fixes in place."""
+    return sorted(_applied)
 
 
 def apply():
-    """Apply every fix once; safe to call again."""
-    global _APPLIED
-    if _APPLIED:
+    """Apply every fix the installed stack needs and that is not in place yet; safe to call again."""
+    import recbole
+
+    if recbole.__version__ != RECBOLE_VERSION:
+        warnings.warn(
+            f"recbole_mml's compatibility fixes are written for RecBole {RECBOLE_VERSION}, found "
+            f"{recbole.__version__}: none applied", RecBoleVersionWarning, stacklevel=2,
+        )
         return
-    numpy_aliases()
-    keep_anomaly_mode_off()
+    for fix in FIXES:
+        if fix.name in _checked or (fix.when_imported and fix.when_imported not in sys.modules):
+            continue
+        if fix.needed():
+            fix.apply()
+            _applied.add(fix.name)
+        _checked.add(fix.name)
 
-    import scipy.sparse as sp
-    from recbole.config import configurator
-    from recbole.data.dataset import dataset
-    from recbole.evaluator import collector
-    from recbole.trainer import trainer
 
-    configurator.Config.compatibility_settings = _config_compatibility_settings
-    trainer.Trainer._save_checkpoint = _trainer_save_checkpoint
-    trainer.Trainer.resume_checkpoint = _trainer_resume_checkpoint
-    trainer.Trainer.evaluate = _wrap_trainer_evaluate(trainer.Trainer.evaluate)
-    if not hasattr(sp.dok_matrix, "_update"):
-        sp.dok_matrix._update = _dok_update
-    collector.Collector.get_data_struct = _collector_get_data_struct
-    dataset.Dataset._fill_nan = _dataset_fill_nan
-    dataset.Dataset._load_feat = _dataset_load_feat
-    for module_name, class_name, method_name in AGG_LEN_METHODS:
-        cls = getattr(importlib.import_module(module_name), class_name)
-        setattr(cls, method_name, per_cell_lengths(getattr(cls, method_name)))
-
-    for module_name in PRETRAINED_CHECKPOINT_MODULES:
-        importlib.import_module(module_name).torch = _TorchReadingRecBoleCheckpoints()
-
-    import recbole.quick_start as quick_start_pkg
-    from recbole.quick_start import quick_start as quick_start_module
-
-    quick_start_module.objective_function = _ray_objective_function
-    quick_start_pkg.objective_function = _ray_objective_function
-    quick_start_module.load_data_and_model = _load_data_and_model
-    quick_start_pkg.load_data_and_model = _load_data_and_model
-    _APPLIED = True
+def restore():
+    """Undo every fix (RecBole's own code and numpy's attributes as they were before :func:`apply`)."""
+    while _undo:
+        owner, name, previous = _undo.pop()
+        if previous is _MISSING:
+            delattr(owner, name)
+        else:
+            setattr(owner, name, previous)
+    _checked.clear()
+    _applied.clear()

@@ -7,6 +7,7 @@ Overrides are passed in (``cmd_args``) instead of read from ``sys.argv``, so a R
 library call never picks up the driver's command line.
 """
 
+import importlib.resources
 import os
 
 from recbole.config import Config as RecBoleConfig
@@ -14,7 +15,17 @@ from recbole.config import Config as RecBoleConfig
 from recbole_mml.errors import ConfigError
 from recbole_mml.registry import get_model
 
-PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "properties")
+
+def _properties_dir():
+    """The yaml defaults: ``recbole_mml/properties`` in an installed package (setup.py ships the
+    repository's top-level ``properties/`` there), else ``properties/`` beside the package's folder."""
+    installed = importlib.resources.files("recbole_mml") / "properties"
+    if installed.is_dir():
+        return str(installed)
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "properties")
+
+
+PROPERTIES_DIR = _properties_dir()
 
 
 def model_yaml_files(model_class):

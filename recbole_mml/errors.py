@@ -1,5 +1,16 @@
-"""The one exception type for input a user can fix: the CLI prints it as one line, no traceback."""
+"""recbole_mml's exceptions, in one module every layer may import (it imports nothing)."""
 
 
 class ConfigError(ValueError):
-    """Bad input (config key or value, model, dataset, file): the message names it and what was expected."""
+    """Bad input (config key or value, model, dataset, file): the message names it and what was expected.
+
+    The command line prints it as one line, no traceback.
+    """
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the message names epoch and batch."""
+
+
+class SearchInterrupted(Exception):
+    """A search stopped before every trial ended (Ctrl+C, SIGTERM); the message says how to resume it."""

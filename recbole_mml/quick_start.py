@@ -1,26 +1,36 @@
-"""Train-and-test entry points, RecBole's quick_start with recbole_mml's Config and registry."""
+"""Train-and-test entry points, RecBole's quick_start with recbole_mml's Config and registry.
+
+The one place that builds config, data, model and trainer: a run, a search trial, a benchmark run
+and the test of a search's best checkpoint all go through these functions, so they load, split,
+seed and report alike.
+"""
 
 import os
 import sys
+from dataclasses import dataclass
 from logging import getLogger
 
 import torch
 
 from recbole.data import create_dataset, data_preparation
 from recbole.data.transform import construct_transform
+from recbole.data.utils import create_samplers, get_dataloader
 from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
 
-from recbole_mml.compat import load_checkpoint
+from recbole_mml import compat
+from recbole_mml.checkpoint import load_checkpoint
 from recbole_mml.config import Config
-from recbole_mml.data import check_dataset_files, check_no_cold_users
+from recbole_mml.data_checks import check_dataset_files, check_no_cold_users
+from recbole_mml.errors import ConfigError
 from recbole_mml.registry import get_model, get_trainer
+from recbole_mml.validation import validate_config
+
+compat.apply()
 
 
 def build_config(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
     """The Config for a run, with recbole_mml's checks applied before anything is loaded."""
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)
-    from recbole_mml.validation import validate_config
-
     validate_config(config)
     threads = config["torch_num_threads"]
     if threads:
@@ -28,15 +38,42 @@ def build_config(model=None, dataset=None, config_file_list=None, config_dict=No
     return config
 
 
-def prepare_data(config):
-    """Dataset and its train/valid/test loaders, refusing missing files instead of downloading.
+@dataclass
+class DatasetSplit:
+    """A dataset split once into train/valid/test parts and their samplers, for several runs that
+    build their own loaders (a search's trials, each with its own batch size)."""
 
-    Seeds first: RecBole's random split depends on the global RNG, so the same seed gives the same split.
-    """
+    datasets: tuple
+    samplers: tuple
+
+
+def split_dataset(config):
+    """Load and split the dataset of ``config`` (RecBole's data_preparation up to the loaders)."""
     check_dataset_files(config)
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
+    built = dataset.build()
+    return DatasetSplit(tuple(built), tuple(create_samplers(config, dataset, built)))
+
+
+def prepare_data(config, split=None):
+    """Dataset and its train/valid/test loaders, refusing missing files instead of downloading.
+
+    Seeds first: RecBole's random split depends on the global RNG, so the same seed gives the same
+    split. With ``split`` (:func:`split_dataset`), the loaders are built over that split instead,
+    with this config's batch sizes and sampling; the dataset returned is then the train part.
+    """
+    if split is None:
+        check_dataset_files(config)
+        init_seed(config["seed"], config["reproducibility"])
+        dataset = create_dataset(config)
+        train_data, valid_data, test_data = data_preparation(config, dataset)
+    else:
+        (train, valid, test), (train_sampler, valid_sampler, test_sampler) = split.datasets, split.samplers
+        train_data = get_dataloader(config, "train")(config, train, train_sampler, shuffle=config["shuffle"])
+        valid_data = get_dataloader(config, "valid")(config, valid, valid_sampler, shuffle=False)
+        test_data = get_dataloader(config, "test")(config, test, test_sampler, shuffle=False)
+        dataset = train
     loader_class = getattr(config.model_class, "train_loader_class", None)
     if loader_class is not None and not isinstance(train_data, loader_class):
         train_data = loader_class(config, train_data._dataset, train_data._sampler, shuffle=train_data.shuffle)
@@ -59,25 +96,39 @@ def build_trainer(config, dataset, train_data):
     return get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
 
 
-def train_and_test(config, dataset, train_data, valid_data, test_data, saved=True, resume=None, verbose=True):
-    """Build the model and trainer, fit (optionally resuming a checkpoint), test; RecBole's result dict."""
+def plain_numbers(result):
+    """RecBole's metric dict (numpy floats) as ``{name: float}``, which prints as plain numbers."""
+    return None if result is None else {name: float(value) for name, value in result.items()}
+
+
+def fit_and_test(config, trainer, train_data, valid_data, test_data, saved=True, resume=None, verbose=True):
+    """Fit (optionally resuming a checkpoint) and test; RecBole's result dict, with plain numbers."""
     logger = getLogger()
-    trainer = build_trainer(config, dataset, train_data)
     if resume:
         trainer.resume_checkpoint(resume)
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, verbose=verbose, saved=saved, show_progress=config["show_progress"]
     )
-    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    test_result = plain_numbers(
+        trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    )
+    best_valid_result = plain_numbers(best_valid_result)
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
     return {
-        "best_valid_score": best_valid_score,
+        "best_valid_score": float(best_valid_score),
         "valid_score_bigger": config["valid_metric_bigger"],
         "best_valid_result": best_valid_result,
         "test_result": test_result,
         "saved_model_file": trainer.saved_model_file if saved else None,
     }
+
+
+def train_and_test(config, dataset, train_data, valid_data, test_data, saved=True, resume=None, verbose=True):
+    """Build the model and trainer, fit, test: :func:`build_trainer` then :func:`fit_and_test`."""
+    trainer = build_trainer(config, dataset, train_data)
+    return fit_and_test(config, trainer, train_data, valid_data, test_data, saved=saved, resume=resume,
+                        verbose=verbose)
 
 
 def run_recbole_mml(
@@ -127,7 +178,7 @@ def run(
 
 
 def objective_function(config_dict=None, config_file_list=None, saved=True):
-    """RecBole's hyper-tuning objective, reporting to Ray Tune with its current (dict) API."""
+    """RecBole's hyper-tuning objective for any model recbole_mml knows, reporting to Ray Tune's current (dict) API."""
     config = build_config(config_dict=config_dict, config_file_list=config_file_list)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
@@ -144,19 +195,44 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
     return result
 
 
-def load_data_and_model(model_file):
-    """Load the config, dataset, loaders and trained model of a checkpoint (any registered model)."""
+def _read_checkpoint(model_file, **config_values):
     if not os.path.isfile(model_file):
-        from recbole_mml.errors import ConfigError
-
         raise ConfigError(f"model file '{model_file}' does not exist")
-    checkpoint = load_checkpoint(model_file)
+    checkpoint = load_checkpoint(model_file, config_values.get("device", "cpu"))
+    for key, value in config_values.items():
+        checkpoint["config"][key] = value
+    return checkpoint
+
+
+def _data_and_model(checkpoint, split=None):
     config = checkpoint["config"]
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    dataset, train_data, valid_data, test_data = prepare_data(config)
+    dataset, train_data, valid_data, test_data = prepare_data(config, split)
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     model.load_state_dict(checkpoint["state_dict"])
     model.load_other_parameter(checkpoint.get("other_parameter"))
     return config, model, dataset, train_data, valid_data, test_data
+
+
+def load_data_and_model(model_file, split=None):
+    """Config, dataset, loaders and trained model of a checkpoint (RecBole's, for any model recbole_mml knows).
+
+    ``split``: build the loaders over a :class:`DatasetSplit` instead of loading and splitting again.
+    """
+    checkpoint = _read_checkpoint(model_file)
+    init_seed(checkpoint["config"]["seed"], checkpoint["config"]["reproducibility"])
+    init_logger(checkpoint["config"])
+    return _data_and_model(checkpoint, split)
+
+
+def evaluate_checkpoint(model_file, split=None, **config_values):
+    """The test result of a saved model, with plain numbers; ``config_values`` replace the saved
+    config's (``device``, ``checkpoint_dir``). Logging is left as the caller set it up.
+
+    RecBole's Trainer writes TensorBoard files under ``./log_tensorboard``: call it from the folder
+    that should hold them.
+    """
+    checkpoint = _read_checkpoint(model_file, **config_values)
+    config, model, _, _, _, test_data = _data_and_model(checkpoint, split)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    return plain_numbers(trainer.evaluate(test_data, load_best_model=False, show_progress=False))

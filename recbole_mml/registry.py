@@ -7,7 +7,10 @@ import pkgutil
 
 from recbole.utils import get_trainer as recbole_get_trainer
 
+from recbole_mml import compat
 from recbole_mml.errors import ConfigError
+
+compat.apply()  # RecBole's model modules run under today's libraries (and SINE's import keeps anomaly mode off)
 
 OWN_MODEL_PACKAGES = ["recbole_mml.model.general_recommender"]
 RECBOLE_MODEL_PACKAGES = [
@@ -85,11 +88,14 @@ def get_model(model_name):
 
 
 def get_trainer(model_type, model_name):
-    """Return ``recbole_mml.trainer.<Model>Trainer`` if defined, else RecBole's choice."""
-    trainer_module = importlib.import_module("recbole_mml.trainer")
-    own = getattr(trainer_module, f"{model_name}Trainer", None)
+    """``recbole_mml.trainer.<Model>Trainer`` if defined, MMLTrainer for recbole_mml's contrastive
+    models, else RecBole's choice (as RecBole-GNN's ``get_trainer``; models do not import trainers)."""
+    from recbole_mml import trainer
+    from recbole_mml.model.abstract_recommender import ContrastiveRecommender
+
+    own = getattr(trainer, f"{model_name}Trainer", None)
     if own is not None:
         return own
-    model_class = get_model(model_name)
-    default = getattr(model_class, "trainer_class", None)
-    return default or recbole_get_trainer(model_type, model_name)
+    if issubclass(get_model(model_name), ContrastiveRecommender):
+        return trainer.MMLTrainer
+    return recbole_get_trainer(model_type, model_name)

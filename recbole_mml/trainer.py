@@ -6,14 +6,13 @@ import itertools
 import torch
 
 from recbole.trainer import Trainer
+from recbole.utils import set_color
 
+from recbole_mml.checkpoint import atomic_path
 from recbole_mml.collector import TopKCollector
+from recbole_mml.errors import NonFiniteLossError
 from recbole_mml.optim import LazyAdam
 from recbole_mml.seeding import stream_seed
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite; the message names epoch and batch."""
 
 
 class MMLTrainer(Trainer):
@@ -32,6 +31,15 @@ class MMLTrainer(Trainer):
             return super()._build_optimizer(**kwargs)
         return LazyAdam(self.model, kwargs.get("learning_rate", self.learning_rate),
                         kwargs.get("weight_decay", self.weight_decay))
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        """RecBole's checkpoint, written under a temporary name and renamed: a kill during the save
+        leaves the previous checkpoint whole, so ``--resume`` always finds a readable file."""
+        saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
+        with atomic_path(saved_model_file) as tmp:
+            super()._save_checkpoint(epoch, verbose=False, saved_model_file=tmp, **kwargs)
+        if verbose:
+            self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         seed = self.config["seed"]

@@ -62,19 +62,27 @@ def known_keys(model, model_class):
     return keys
 
 
-def check_unknown_keys(config):
-    """Refuse (or, with ``strict_config_keys: False``, warn about) keys nothing will read."""
-    known = known_keys(config["model"], config.model_class)
-    for key in config.external_config_dict:
+def check_keys(keys, model, model_class, strict=True, where=None):
+    """Refuse (or, with ``strict`` False, warn about) keys nothing will read, naming the closest
+    known key; ``where(key)`` says where a key was given (a search-space file and line)."""
+    known = known_keys(model, model_class)
+    for key in keys:
         if key in known:
             continue
         close = difflib.get_close_matches(key, sorted(known), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        message = f"unknown config key '{key}' for model {config['model']}{hint}"
-        if config["strict_config_keys"] is False:
+        message = f"unknown config key '{key}' for model {model}{hint}"
+        if where is not None:
+            message = f"{where(key)}: {message}"
+        if strict is False:
             getLogger().warning(message)
         else:
             raise ConfigError(message + " (set strict_config_keys=False to only warn)")
+
+
+def check_unknown_keys(config):
+    """The keys the user gave (files, dict, overrides), against what ``config``'s model reads."""
+    check_keys(config.external_config_dict, config["model"], config.model_class, config["strict_config_keys"])
 
 
 def check_numeric_values(config):

@@ -49,7 +49,9 @@ MODEL_OVERRIDES = {
 
 def general_recommenders():
     """Names of every model class RecBole exports from recbole.model.general_recommender."""
-    import recbole_mml  # noqa: F401  (numpy aliases, before RecBole's modules are imported)
+    from recbole_mml import compat
+
+    compat.apply()  # numpy aliases, before RecBole's models are imported
     import recbole.model.general_recommender as general
     from recbole.model.abstract_recommender import GeneralRecommender
 
@@ -61,8 +63,7 @@ def general_recommenders():
 
 def worker(model, result_file, threads):
     """Train and test ``model`` in this process; write its test result (or error) as JSON."""
-    import recbole_mml  # noqa: F401  (applies the compatibility fixes)
-    from recbole_mml.quick_start import run
+    from recbole_mml.quick_start import run  # applies the compatibility fixes
 
     cmd_args = COMMON_OVERRIDES + [f"--torch_num_threads={threads}"] + MODEL_OVERRIDES.get(model, [])
     try:

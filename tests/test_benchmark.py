@@ -9,13 +9,18 @@ import pytest
 import yaml
 from scipy import stats
 
-from recbole_mml.benchmark import (
-    check_spec, main, markdown_table, paired_tests, plan_runs, run_benchmark, summarize, write_report,
-)
+from recbole_mml.benchmark.execute import run_subprocess
+from recbole_mml.benchmark.report import markdown_table, write_report
+from recbole_mml.benchmark.runner import run_benchmark
+from recbole_mml.benchmark.spec import check_spec, plan_runs
+from recbole_mml.benchmark.stats import paired_tests, summarize
 from recbole_mml.cli import main as cli_main
 from recbole_mml.errors import ConfigError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import TINY_DATA
+
+COMMON = {"epochs": 1, "show_progress": False, "torch_num_threads": 1, "metrics": ["Recall", "NDCG"], "topk": [20],
+          "valid_metric": "NDCG@20", "data_path": TINY_DATA}
 
 
 def synthetic_results(sweep=False):
@@ -98,12 +103,11 @@ def test_plan_merges_overrides_in_order_and_sweeps():
 
 
 def test_benchmark_runs_each_run_once_and_resumes(workdir):
-    """Two 1-epoch runs on ml-100k in subprocesses; the second invocation finds both done."""
+    """Two 1-epoch runs on the tiny dataset in this process; the second invocation finds both done."""
     spec = {
-        "output_dir": str(workdir / "bench"), "datasets": ["ml-100k"], "seeds": [3], "baseline": "BPR",
+        "output_dir": str(workdir / "bench"), "datasets": ["tiny"], "seeds": [3], "baseline": "BPR",
         "models": [{"label": "MMLMF-10", "model": "MMLMF", "overrides": {"num_negatives": 10}}, "BPR"],
-        "common": {"epochs": 1, "show_progress": False, "torch_num_threads": 1, "metrics": ["Recall", "NDCG"],
-                   "topk": [20], "valid_metric": "NDCG@20"},
+        "common": COMMON, "isolation": "inprocess",
     }
     config = workdir / "bench.yaml"
     config.write_text(yaml.safe_dump(spec))
@@ -112,12 +116,19 @@ def test_benchmark_runs_each_run_once_and_resumes(workdir):
     assert results["label"].tolist() == ["MMLMF-10", "BPR"]
     assert (results["epochs_run"] == 1).all() and (results["test_recall@20"] > 0).all()
     assert (results["mean_epoch_time_s"] > 0).all() and (results["wall_time_s"] >= results["train_time_s"]).all()
-    assert os.path.getsize(workdir / "bench" / "logs" / "BPR__ml-100k__seed-3.log") > 0
-    assert "| ml-100k | MMLMF-10 |" in (workdir / "bench" / "results.md").read_text()
+    assert "| tiny | MMLMF-10 |" in (workdir / "bench" / "results.md").read_text()
 
     ran, skipped, failed = run_benchmark(check_spec(spec))
     assert (ran, failed, len(skipped)) == ([], [], 2)
     assert len(pd.read_csv(workdir / "bench" / "results.csv")) == 2
+
+
+def test_a_run_in_a_subprocess_returns_its_row_and_writes_its_log(workdir):
+    run = {"model": "MMLMF", "dataset": "tiny", "config": dict(COMMON, num_negatives=10, seed=3)}
+    row, error = run_subprocess(run, str(workdir / "logs" / "run.log"), timeout=300)
+    assert error is None, error
+    assert row["epochs_run"] == 1 and 0 < row["test_recall@20"] <= 1 and row["wall_time_s"] >= row["train_time_s"]
+    assert "test result" in (workdir / "logs" / "run.log").read_text()
 
 
 def test_bad_benchmark_config_is_one_line_and_exit_2(workdir, capsys):

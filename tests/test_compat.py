@@ -1,4 +1,5 @@
-"""recbole_mml.compat: each test states what one fix restores and fails without that fix."""
+"""recbole_mml.compat: each test states what one fix restores and fails without that fix; the fixes
+are guarded by RecBole's version and can be undone."""
 
 import math
 import os
@@ -10,12 +11,17 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+import recbole
+import recbole.quick_start  # before apply(): its two fixes are applied once it is imported
 from recbole.data import create_dataset, data_preparation
+from recbole.data.dataset import Dataset
 from recbole.model.general_recommender import BPR, ConvNCF, LightGCN
 from recbole.trainer import Trainer
 
 from recbole_mml import compat
 from recbole_mml.quick_start import build_config
+
+compat.apply()
 
 # Small and quick: one epoch, large batches (2**20 scores is 623 users of ml-100k per evaluation batch).
 FAST = {"epochs": 1, "train_batch_size": 8192, "eval_batch_size": 2**20, "show_progress": False}
@@ -43,7 +49,6 @@ def test_numpy_aliases_exist_and_recbole_config_builds(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["recbole"])  # RecBole's own Config also reads sys.argv
 
     assert np.float_ is np.float64 and np.complex_ is np.complex128 and np.unicode_ is np.str_
-    assert np.bool8 is np.bool_  # Ray <= 2.6 reads it
     config = RecBoleConfig("BPR", "ml-100k", config_dict={"show_progress": False})
     assert config["model"] == "BPR" and config["embedding_size"] == 64
 
@@ -92,31 +97,14 @@ def test_models_read_their_pretrained_recbole_checkpoint(ml100k, bpr_checkpoint)
         torch.load(path)
 
 
-def test_recbole_load_data_and_model_reads_a_checkpoint(bpr_checkpoint, workdir):
+def test_recbole_load_data_and_model_reads_a_checkpoint(bpr_checkpoint, workdir, monkeypatch):
     from recbole.quick_start import load_data_and_model
 
+    monkeypatch.setattr(sys, "argv", ["recbole"])  # RecBole's Config reads sys.argv
     path, bpr = bpr_checkpoint
     config, model, _, _, _, test_data = load_data_and_model(path)
     assert config["model"] == "BPR" and isinstance(model, BPR) and test_data is not None
     assert torch.equal(model.user_embedding.weight, bpr.user_embedding.weight)
-
-
-def test_checkpoint_save_is_atomic(workdir, monkeypatch):
-    target = workdir / "ckpt" / "model.pth"
-    compat.save_checkpoint({"epoch": 1, "w": torch.ones(3)}, target)
-    assert os.listdir(target.parent) == ["model.pth"]
-    assert compat.load_checkpoint(target)["epoch"] == 1
-    before = target.read_bytes()
-
-    def crash_mid_write(obj, f, **kwargs):
-        f.write(b"partial")
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(torch, "save", crash_mid_write)
-    with pytest.raises(KeyboardInterrupt):
-        compat.save_checkpoint({"epoch": 2}, target)
-    assert os.listdir(target.parent) == ["model.pth"], "a temp file was left behind"
-    assert target.read_bytes() == before, "the previous checkpoint was damaged"
 
 
 def test_dok_matrix_update_and_lightgcn_adjacency(ml100k):
@@ -207,7 +195,7 @@ def test_sequence_cells_keep_their_own_values(items_with_gaps):
 def test_ray_objective_function_reports_one_dict(workdir, monkeypatch):
     from ray import tune
 
-    import recbole.quick_start
+    monkeypatch.setattr(sys, "argv", ["recbole"])
 
     class TrialContext:
         def get_trial_id(self):
@@ -222,3 +210,48 @@ def test_ray_objective_function_reports_one_dict(workdir, monkeypatch):
     assert result["model"] == "BPR"
     assert_finite_metrics(result["test_result"], ["recall@10", "ndcg@10"])
     assert reports == [((dict(result["test_result"]),), {})]
+
+
+class BeyondTensors:
+    """Any class: torch >= 2.6 refuses to unpickle it by default, as it refuses RecBole's Config."""
+
+
+def test_each_fix_is_needed_on_this_stack_and_undone_by_restore(tmp_path):
+    """On numpy 2, pandas 3, scipy >= 1.13, torch >= 2.6 and Ray >= 2.7 every fix is needed;
+    restore() puts RecBole's own code back, and apply() puts the fixes back."""
+    import recbole.trainer.trainer as trainer_module
+
+    assert compat.applied() == sorted(fix.name for fix in compat.FIXES)
+    path = tmp_path / "config.pth"
+    torch.save({"config": BeyondTensors()}, path)
+    assert isinstance(trainer_module.torch.load(path)["config"], BeyondTensors)
+    fixed = Dataset._fill_nan, recbole.quick_start.objective_function
+    try:
+        compat.restore()
+        assert compat.applied() == []
+        assert trainer_module.torch is torch and "float_" not in vars(np) and not hasattr(sp.dok_matrix, "_update")
+        original = Dataset._fill_nan, recbole.quick_start.objective_function
+        assert original[0] is not fixed[0] and original[1] is not fixed[1]
+        with pytest.raises(pickle.UnpicklingError):  # RecBole's trainer reads with torch's safe default again
+            trainer_module.torch.load(path)
+    finally:
+        compat.apply()
+    assert Dataset._fill_nan is not original[0] and trainer_module.torch is not torch and np.float_ is np.float64
+
+
+def test_another_recbole_version_gets_a_warning_and_no_fix(monkeypatch):
+    try:
+        compat.restore()
+        monkeypatch.setattr(recbole, "__version__", "1.3.0")
+        with pytest.warns(compat.RecBoleVersionWarning, match="written for RecBole 1.2.1, found 1.3.0: none applied"):
+            compat.apply()
+        assert compat.applied() == []
+    finally:
+        monkeypatch.undo()
+        compat.apply()
+    assert compat.applied() == sorted(fix.name for fix in compat.FIXES)
+
+
+def test_a_changed_recbole_source_is_refused_not_replaced():
+    with pytest.raises(RuntimeError, match=r"Dataset\._fill_nan no longer contains 'fillna\(value=1'"):
+        compat.rewritten(Dataset._fill_nan, {"fillna(value=1": "fillna(value=2"})

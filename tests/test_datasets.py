@@ -7,12 +7,14 @@ import os
 import pandas as pd
 import pytest
 
-from recbole_mml.datasets import (
+from recbole_mml.convert import (
     convert_lightgcn, convert_movielens, main, read_lightgcn, read_movielens, split_per_user,
 )
 from recbole_mml.errors import ConfigError
 
-SHARED_DATA = "/work/shared/data"
+from conftest import ROOT
+
+SHARED_DATA = os.path.join(ROOT, "..", "shared", "data")  # staged beside the repository
 
 
 def read_inter(path):
@@ -95,6 +97,7 @@ PUBLISHED = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir(SHARED_DATA), reason="real data not staged on this machine")
 @pytest.mark.parametrize("folder,users,items,train,test", PUBLISHED)
 def test_real_splits_match_published_statistics(tmp_path, folder, users, items, train, test):

@@ -1,4 +1,5 @@
-"""Ray Tune searches: search-space files, a real search on ml-100k, its outputs, reruns and resumes."""
+"""Ray Tune searches: search-space files, refusals before Ray starts, and (slow) real searches on the
+tiny dataset: their outputs, reruns, resumes and interruptions."""
 
 import csv
 import glob
@@ -8,22 +9,27 @@ import os
 import re
 import signal
 import statistics
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
+import ray
 import yaml
+from ray.tune.search.variant_generator import generate_variants
 
-from recbole_mml import cli, tune
+from recbole_mml import cli
+from recbole_mml.config import PROPERTIES_DIR
 from recbole_mml.errors import ConfigError
-from recbole_mml.search_space import load_search_space
+from recbole_mml.tune import driver as tune
+from recbole_mml.tune.space import load_search_space
 
-ray = pytest.importorskip("ray")
-from ray.tune.search.variant_generator import generate_variants  # noqa: E402
+from conftest import ROOT, TINY_DATA
 
-# Small and fast: MMLMF with large batches and few shared negatives, one thread per trial.
+# Small and fast: MMLMF on the tiny dataset with few shared negatives, one thread per trial.
 FAST = [
-    "--model=MMLMF", "--dataset=ml-100k", "--train_batch_size=4096", "--num_negatives=10",
+    "--model=MMLMF", "--dataset=tiny", f"--data_path={TINY_DATA}", "--train_batch_size=256", "--num_negatives=10",
     "--neg_sharing=batch", "--show_progress=False", "--cpus_per_trial=1",
 ]
 
@@ -172,7 +178,7 @@ def test_example_search_spaces_parse_and_name_real_mmlmf_keys(tmp_path):
 
     known = known_keys("MMLMF", get_model("MMLMF"))
     for name in ("mmlmf.yaml", "mmlmf.hyper"):
-        space = load_search_space(os.path.join(os.path.dirname(tune.__file__), "..", "properties", "search", name))
+        space = load_search_space(os.path.join(PROPERTIES_DIR, "search", name))
         assert {"margins", "weights", "neg_weight", "learning_rate"} <= set(space.keys) <= known
         for point in samples(space, 50):
             assert len(point["margins"]) == len(point["weights"])
@@ -209,6 +215,7 @@ def search(ray_session, tmp_path_factory):
     return {"code": code, "output": output}
 
 
+@pytest.mark.slow
 def test_search_writes_one_row_per_trial_with_status_epochs_metric_and_values(search):
     assert search["code"] == 0
     rows = read_trials(search["output"])
@@ -225,15 +232,17 @@ def test_search_writes_one_row_per_trial_with_status_epochs_metric_and_values(se
     assert float(rows[0]["valid_mrr@10"]) >= float(rows[1]["valid_mrr@10"])  # best first
 
 
+@pytest.mark.slow
 def test_best_yaml_holds_the_best_trials_values_and_the_fixed_settings(search):
     rows = read_trials(search["output"])
     with open(os.path.join(search["output"], "best.yaml"), encoding="utf-8") as f:
         best = yaml.safe_load(f)
-    assert best["model"] == "MMLMF" and best["dataset"] == "ml-100k"
+    assert best["model"] == "MMLMF" and best["dataset"] == "tiny" and best["data_path"] == TINY_DATA
     assert best["margins"] == json.loads(rows[0]["margins"]) and best["weights"] == json.loads(rows[0]["weights"])
-    assert best["epochs"] == 2 and best["train_batch_size"] == 4096 and best["torch_num_threads"] == 1
+    assert best["epochs"] == 2 and best["train_batch_size"] == 256 and best["torch_num_threads"] == 1
 
 
+@pytest.mark.slow
 def test_rerunning_best_yaml_reproduces_the_best_trial(search, workdir):
     from recbole_mml.quick_start import run_recbole_mml
 
@@ -246,6 +255,7 @@ def test_rerunning_best_yaml_reproduces_the_best_trial(search, workdir):
     assert {k: float(v) for k, v in result["test_result"].items()} == pytest.approx(best_test["test_result"], abs=1e-9)
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_search_runs_no_trial_again(search):
     def iterations():
         files = glob.glob(os.path.join(search["output"], "ray", "*", "progress.csv"))
@@ -256,7 +266,8 @@ def test_resuming_a_finished_search_runs_no_trial_again(search):
     assert iterations() == before and read_trials(search["output"]) == rows
 
 
-def test_interrupted_search_resumes_trials_from_their_checkpoints(ray_session, tmp_path):
+@pytest.mark.slow
+def test_interrupted_search_resumes_trials_from_their_checkpoints(ray_session, tmp_path, capsys):
     output = str(tmp_path / "out")
     space = write(tmp_path / "space.yaml", "learning_rate: {choice: [0.005, 0.004]}\n")
     args = FAST + [f"--params_file={space}", "--search=grid", "--scheduler=fifo", "--epochs=4", "--max_concurrent=1",
@@ -273,7 +284,9 @@ def test_interrupted_search_resumes_trials_from_their_checkpoints(ray_session, t
             time.sleep(0.1)
 
     threading.Thread(target=interrupt_after_first_epoch, daemon=True).start()
-    assert tune.main(args) == 1
+    assert cli.main(["tune"] + args) == cli.EXIT_INTERRUPTED
+    resume = f"search interrupted; continue it with: python run_recbole_mml.py tune --resume --output={output}"
+    assert capsys.readouterr().err.strip().splitlines()[-1] == resume
     interrupted = read_trials(output)
     assert not any(r["status"] == "TERMINATED" for r in interrupted)
     assert not os.path.exists(os.path.join(output, "best.yaml"))
@@ -286,3 +299,26 @@ def test_interrupted_search_resumes_trials_from_their_checkpoints(ray_session, t
     logs = "".join(open(p, encoding="utf-8").read() for p in glob.glob(os.path.join(trial_dir, "log", "*", "*.log")))
     assert "Checkpoint loaded. Resume training from epoch" in logs  # RecBole went on from Ray's checkpoint
     assert os.path.exists(os.path.join(output, "best.yaml"))
+
+
+@pytest.mark.slow
+def test_sigterm_ends_a_search_with_one_line_saying_how_to_resume(tmp_path):
+    """A job scheduler's SIGTERM mid-search: Ray Tune stops gracefully, the last line says how to resume."""
+    output = str(tmp_path / "out")
+    space = write(tmp_path / "space.yaml", "learning_rate: {choice: [0.005, 0.004]}\n")
+    command = [sys.executable, os.path.join(ROOT, "run_recbole_mml.py"), "tune"] + FAST + [
+        f"--params_file={space}", "--search=grid", "--scheduler=fifo", "--epochs=500", "--max_concurrent=1",
+        f"--output={output}",
+    ]
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not any(os.path.getsize(p) for p in glob.glob(os.path.join(output, "ray", "*", "result.json"))):
+        assert process.poll() is None and time.time() < deadline, "the search ended before a trial reported"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=240)
+    assert process.returncode == cli.EXIT_INTERRUPTED, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert last == f"search interrupted; continue it with: python run_recbole_mml.py tune --resume --output={output}"
+    assert os.path.isfile(os.path.join(output, "trials.csv")) and "Traceback" not in err

@@ -16,7 +16,6 @@ from recbole_mml.errors import ConfigError
 from recbole_mml.loss import build_loss
 from recbole_mml.sampler import InteractionIndex, NegativeSampler, check_sampler_args
 from recbole_mml.train_loader import PositivePairLoader
-from recbole_mml.trainer import MMLTrainer
 
 
 MASKED_SCORE = -1e4
@@ -32,7 +31,6 @@ class ContrastiveRecommender(GeneralRecommender):
     """
 
     input_type = InputType.POINTWISE
-    trainer_class = MMLTrainer
     train_loader_class = PositivePairLoader
 
     def __init__(self, config, dataset):

@@ -41,7 +41,7 @@ def check_dataset_files(config):
         raise ConfigError(
             f"dataset '{config['dataset']}': no atomic file at {os.path.abspath(missing[0])} "
             f"(data_path={config['data_path']!r}); convert your data first, e.g. "
-            f"python -m dataset.convert --help"
+            f"python -m recbole_mml.convert --help"
         )
     for path in dict.fromkeys(files):
         check_atomic_file(path, config["field_separator"])

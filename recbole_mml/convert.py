@@ -1,7 +1,7 @@
 """Converters from published splits to RecBole atomic benchmark files.
 
-    python -m recbole_mml.datasets lightgcn /work/shared/data/gowalla --name gowalla
-    python -m recbole_mml.datasets movielens ratings.dat --name ml-1m --min-rating 4
+    python -m recbole_mml.convert lightgcn ../shared/data/gowalla --name gowalla
+    python -m recbole_mml.convert movielens ratings.dat --name ml-1m --min-rating 4
 
 The published test split is kept as it is: ``<name>.test.inter`` holds exactly the source's test
 pairs. RecBole reads ``<data_path>/<name>/<name>.<part>.inter`` for each part of
@@ -184,7 +184,7 @@ def convert_movielens(ratings, out_dir, name, test_fraction=0.2, valid_fraction=
 
 def _parser():
     parser = argparse.ArgumentParser(
-        prog="python -m recbole_mml.datasets",
+        prog="python -m recbole_mml.convert",
         description="Convert published splits into RecBole benchmark files <out>/<name>/<name>.<part>.inter",
     )
     sub = parser.add_subparsers(dest="format", required=True)

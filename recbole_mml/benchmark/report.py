@@ -1,0 +1,125 @@
+"""results.md (a table of mean ± std per group, the paired tests) and the sweep plot."""
+
+import math
+import os
+
+import pandas as pd
+
+from recbole_mml.benchmark.stats import metric_columns, paired_tests, summarize
+
+
+def _fmt(value, digits=4):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def format_cell(mean, std, digits=4):
+    """``mean ± std``, or the mean alone when std is undefined (one seed)."""
+    if isinstance(std, float) and math.isnan(std):
+        return _fmt(mean, digits)
+    return f"{_fmt(mean, digits)} ± {_fmt(std, digits)}"
+
+
+def markdown_table(summary, metrics, info=(), digits=4):
+    """A markdown table of mean ± std per group; the best mean of each metric column in bold.
+
+    Ties all get bold; the bold marks the highest mean within each data set (metrics are
+    higher-is-better, as Recall and NDCG are).
+    """
+    index_names = list(summary.index.names)
+    header = [n if n != "sweep_value" else "N" for n in index_names] + [m.replace("test_", "") for m in metrics]
+    header += [{"mean_epoch_time_s": "s/epoch", "epochs_run": "epochs", "wall_time_s": "wall s",
+                "train_time_s": "train s", "best_valid_score": "best valid"}.get(c, c) for c in info]
+    best = {}
+    datasets = summary.index.get_level_values("dataset")
+    for m in metrics:
+        best[m] = summary[(m, "mean")].groupby(datasets).transform("max")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(index_names) + "---:|" * (len(header) - len(index_names))]
+    for i, (key, row) in enumerate(summary.iterrows()):
+        key = key if isinstance(key, tuple) else (key,)
+        cells = [f"{k:g}" if isinstance(k, float) else str(k) for k in key]
+        for m in metrics:
+            cell = format_cell(row[(m, "mean")], row[(m, "std")], digits)
+            if not math.isnan(row[(m, "mean")]) and row[(m, "mean")] == best[m].iloc[i]:
+                cell = f"**{cell}**"
+            cells.append(cell)
+        for c in info:
+            digits_c = 0 if c == "epochs_run" else 1
+            cells.append(format_cell(row[(c, "mean")], row[(c, "std")], digits_c))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def tests_table(tests):
+    swept = tests["sweep_value"].notna().any()
+    lines = ["| dataset | model |" + (" N |" if swept else "") + " vs | metric | n | mean diff | t-test p | Wilcoxon p |",
+             "|---|---|" + ("---:|" if swept else "") + "---|---|---:|---:|---:|---:|"]
+    for _, r in tests.iterrows():
+        value = f" {r['sweep_value']:g} |" if swept else ""
+        lines.append(
+            f"| {r['dataset']} | {r['label']} |{value} {r['baseline']} | {r['metric'].replace('test_', '')} | {r['n']} | "
+            f"{_fmt(r['mean_diff'])} | {_fmt(r['ttest_p'], 3)} | {_fmt(r['wilcoxon_p'], 3)} |"
+        )
+    return "\n".join(lines)
+
+
+def sweep_plot(results, path, metrics, sweep_key="num_negatives"):
+    """Each metric against the swept value (log x), one line per label with ± std bars, per data set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(dict.fromkeys(results["dataset"]))
+    fig, axes = plt.subplots(len(datasets), len(metrics), figsize=(4.2 * len(metrics), 3.4 * len(datasets)),
+                             squeeze=False)
+    for r, dataset in enumerate(datasets):
+        data = results[results["dataset"] == dataset]
+        for c, metric in enumerate(metrics):
+            ax = axes[r][c]
+            for label, group in data.groupby("label", sort=False):
+                stats = group.groupby("sweep_value")[metric].agg(["mean", "std"]).sort_index()
+                ax.errorbar(stats.index.astype(float), stats["mean"], yerr=stats["std"].fillna(0.0),
+                            marker="o", capsize=3, label=label)
+            ax.set_xscale("log")
+            ax.set_xlabel(sweep_key)
+            ax.set_ylabel(metric.replace("test_", ""))
+            ax.set_title(dataset)
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend()
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(spec, results, out_dir):
+    """results.md (and sweep_<key>.png for a sweep) from the rows of results.csv."""
+    metrics = spec.get("metrics")
+    metrics = [f"test_{m}" for m in metrics] if metrics else metric_columns(results)
+    info = [c for c in ("epochs_run", "mean_epoch_time_s", "wall_time_s") if c in results]
+    summary = summarize(results, metrics + info)
+    seeds = sorted(results["seed"].unique())
+    parts = [
+        "# Benchmark results",
+        "",
+        f"{len(results)} runs; seeds {', '.join(map(str, seeds))}; mean ± std over seeds (std needs two seeds); "
+        "best mean per metric and data set in bold. Times are seconds on the machine that ran them.",
+        "",
+        markdown_table(summary, metrics, info),
+    ]
+    baseline = spec.get("baseline")
+    if baseline and (results["label"] == baseline).any():
+        tests = pd.concat([paired_tests(results, baseline, m) for m in metrics], ignore_index=True)
+        parts += ["", f"## Paired tests against {baseline} (over seeds)", "",
+                  "p-values of scipy.stats.ttest_rel and wilcoxon on the per-seed differences; "
+                  "n/a where a test is undefined (fewer than two seeds, or no difference).", "", tests_table(tests)]
+    sweep = spec.get("sweep")
+    if sweep and results["sweep_value"].notna().any():
+        path = spec.get("plot") or os.path.join(out_dir, f"sweep_{sweep['key']}.png")
+        sweep_plot(results, path, metrics, sweep["key"])
+        parts += ["", f"Plot: `{path}`"]
+    with open(os.path.join(out_dir, "results.md"), "w", encoding="utf-8") as f:
+        f.write("\n".join(parts) + "\n")
