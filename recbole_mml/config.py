@@ -99,6 +99,13 @@ class Config(RecBoleConfig):
                 raise ConfigError("dataset: not given (use --dataset=NAME, a config file or config_dict)")
         return model, model_class, dataset
 
+    def _get_final_config_dict(self):
+        """RecBole's merge, after the model has read RecBole's names for its own keys (if it does)."""
+        read_recbole_keys = getattr(self.model_class, "read_recbole_keys", None)
+        if read_recbole_keys is not None:
+            self.external_config_dict = read_recbole_keys(self.external_config_dict, self.internal_config_dict)
+        return super()._get_final_config_dict()
+
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
         overall = os.path.join(PROPERTIES_DIR, "overall.yaml")

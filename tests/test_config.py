@@ -1,17 +1,25 @@
-"""Config and registry: recbole_mml's defaults on top of RecBole's, RecBole's precedence, lookups in both."""
+"""Config and registry: recbole_mml's defaults on top of RecBole's, RecBole's precedence and key
+names, lookups in both."""
 
+import os
 import sys
 
 import pytest
 
+import recbole
 from recbole.model.general_recommender.bpr import BPR
 from recbole.trainer import RecVAETrainer, Trainer
 
 from recbole_mml.config import Config, parse_overrides
 from recbole_mml.errors import ConfigError
 from recbole_mml.model.general_recommender import MMLLightGCN, MMLMF, MMLSimpleX
+from recbole_mml.quick_start import build_config, run
 from recbole_mml.registry import get_model, get_trainer, own_model_names
 from recbole_mml.trainer import MMLTrainer
+
+from conftest import TINY
+
+RECBOLE_SIMPLEX_YAML = os.path.join(os.path.dirname(recbole.__file__), "properties", "model", "SimpleX.yaml")
 
 
 def test_model_defaults_come_from_base_and_model_yaml():
@@ -72,3 +80,33 @@ def test_trainers_ours_for_our_models_recbole_for_theirs():
     assert get_trainer(config["MODEL_TYPE"], "MMLMF") is MMLTrainer
     assert get_trainer(config["MODEL_TYPE"], "BPR") is Trainer
     assert get_trainer(config["MODEL_TYPE"], "RecVAE") is RecVAETrainer
+
+
+def test_a_recbole_simplex_yaml_runs_on_mmlsimplex_with_ccl(workdir, caplog):
+    """RecBole's own SimpleX.yaml (margin 0.5, negative_weight 10, ...) plus RecBole's negative
+    sampling and loss_type CCL: the same settings, read under recbole_mml's names."""
+    user_yaml = workdir / "simplex.yaml"
+    with open(RECBOLE_SIMPLEX_YAML, encoding="utf-8") as f:
+        user_yaml.write_text(f.read() + "\ntrain_neg_sample_args: {distribution: uniform, sample_num: 7}\nloss_type: CCL\n")
+    result = run("MMLSimpleX", "tiny", config_file_list=[str(user_yaml)], config_dict=dict(TINY, epochs=1), saved=False)
+    assert 0 < result["test_result"]["ndcg@10"] <= 1
+    config = build_config("MMLSimpleX", "tiny", config_file_list=[str(user_yaml)], config_dict=TINY)
+    assert (config["ccl_margin"], config["neg_weight"], config["num_negatives"]) == (0.5, 10, 7)
+    assert config["neg_distribution"] == "uniform" and config["train_neg_sample_args"]["distribution"] == "none"
+    assert config["gamma"] == 0.5 and config["reg_weight"] == 1e-05  # the same names in both
+    notice, = [r.getMessage() for r in caplog.records if "RecBole's config keys" in r.getMessage()][-1:]
+    assert "margin as ccl_margin = 0.5" in notice and "train_neg_sample_args.sample_num as num_negatives = 7" in notice
+
+
+def test_recbole_names_are_read_only_where_they_mean_the_same():
+    # RecBole's default for a given train_neg_sample_args without sample_num: one negative
+    config = build_config("MMLMF", "tiny", config_dict=dict(TINY, train_neg_sample_args={"distribution": "popularity"}))
+    assert (config["num_negatives"], config["neg_distribution"]) == (1, "popularity")
+    # with MML, 'margin' means nothing: still an unknown key, with the closest known one
+    with pytest.raises(ConfigError, match="unknown config key 'margin' for model MMLMF; did you mean 'margins'"):
+        build_config("MMLMF", "tiny", config_dict=dict(TINY, margin=0.5))
+    with pytest.raises(ConfigError, match="'negative_weight' .* is 10 but 'neg_weight' is 150"):
+        build_config("MMLMF", "tiny", config_dict=dict(TINY, negative_weight=10, neg_weight=150))
+    with pytest.raises(ConfigError, match="train_neg_sample_args: dynamic .* not supported"):
+        build_config("MMLMF", "tiny", config_dict=dict(TINY, train_neg_sample_args={"dynamic": True}))
+    assert build_config("SimpleX", "tiny", config_dict=dict(TINY, margin=0.8))["margin"] == 0.8  # RecBole's own model

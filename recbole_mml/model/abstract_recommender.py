@@ -12,8 +12,8 @@ from torch import nn
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 
-from recbole_mml.errors import ConfigError
 from recbole_mml.loss import build_loss
+from recbole_mml.model.recbole_keys import read_recbole_keys
 from recbole_mml.sampler import InteractionIndex, NegativeSampler, check_sampler_args
 from recbole_mml.train_loader import PositivePairLoader
 
@@ -32,6 +32,7 @@ class ContrastiveRecommender(GeneralRecommender):
 
     input_type = InputType.POINTWISE
     train_loader_class = PositivePairLoader
+    read_recbole_keys = staticmethod(read_recbole_keys)  # SimpleX's names, train_neg_sample_args
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -73,11 +74,6 @@ class ContrastiveRecommender(GeneralRecommender):
         build_loss(config)
         check_sampler_args(config["num_negatives"], config["neg_distribution"], config["neg_sharing"],
                            config["neg_pool_size"])
-        if config["train_neg_sample_args"]["distribution"] != "none":
-            raise ConfigError(
-                "train_neg_sample_args: recbole_mml models draw their own negatives (num_negatives); "
-                "set train_neg_sample_args to ~"
-            )
 
     def encode(self, users):
         """``(user vectors [B, d], item table [n_items, d])`` for the users of a batch."""
