@@ -4,6 +4,9 @@ RecBole 1.2.1 itself must be installed with ``pip install --no-deps recbole==1.2
 pins ``ray<=2.6.3`` (which cannot import beside numpy 2) and old colorlog/colorama. The
 dependencies below are what RecBole and recbole_mml really need on today's stack; recbole_mml.compat
 makes RecBole run on them. ``make setup`` does both steps.
+
+The yaml defaults stay in the repository's top-level ``properties/`` and are installed as
+``recbole_mml/properties`` (``package_dir``), where recbole_mml.config finds them in a wheel.
 """
 
 from setuptools import find_packages, setup
@@ -32,9 +35,11 @@ setup(
     description="Multi-Margin (Cosine) Loss for RecBole, with fair, fast benchmarks and Ray Tune searches",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["recbole_mml", "recbole_mml.*"]),
-    package_data={"": ["*.yaml"]},
-    python_requires=">=3.10",
+    license="MIT",  # RecBole's license
+    packages=find_packages(include=["recbole_mml", "recbole_mml.*"]) + ["recbole_mml.properties"],
+    package_dir={"recbole_mml.properties": "properties"},
+    package_data={"recbole_mml.properties": ["*.yaml", "**/*.yaml", "**/*.hyper"]},
+    python_requires=">=3.10",  # tests/test_package.py holds the sources to 3.10
     install_requires=RECBOLE_RUNTIME + ["matplotlib", "ray[tune]>=2.40", "optuna>=3"],
     extras_require={
         "test": ["pytest>=7"],
