@@ -191,7 +191,7 @@ SPACE = """\
 margins,weights:
   choice:
     - [[0.9], [1.0]]
-    - [[0.8, 0.9], [0.3, 0.7]]
+    - [[0.3, 0.5], [0.3, 0.7]]
     - [[1.5], [1.0]]
 learning_rate: {choice: [0.005]}
 """
@@ -225,7 +225,7 @@ def test_search_writes_one_row_per_trial_with_status_epochs_metric_and_values(se
     by_margins = {r["margins"]: r for r in rows}
     failed = by_margins["[1.5]"]
     assert failed["status"] == "ERROR" and "margins" in failed["error"] and "[-1, 1]" in failed["error"]
-    for margins in ("[0.9]", "[0.8, 0.9]"):
+    for margins in ("[0.9]", "[0.3, 0.5]"):
         row = by_margins[margins]
         assert row["status"] in ("TERMINATED", "STOPPED") and row["epochs"] in ("1", "2")
         assert 0 < float(row["valid_mrr@10"]) < 1
@@ -301,7 +301,6 @@ def test_interrupted_search_resumes_trials_from_their_checkpoints(ray_session, t
     assert os.path.exists(os.path.join(output, "best.yaml"))
 
 
-@pytest.mark.slow
 def test_sigterm_ends_a_search_with_one_line_saying_how_to_resume(tmp_path):
     """A job scheduler's SIGTERM mid-search: Ray Tune stops gracefully, the last line says how to resume."""
     output = str(tmp_path / "out")

@@ -66,25 +66,25 @@ def trial_rows(analysis, setup):
     return rows
 
 
+def _scored(row, metric):
+    return isinstance(row[metric], (int, float)) and math.isfinite(row[metric])
+
+
+def _rank(metric, mode):
+    """Best score first, ties by trial id; trials without a score (errors, not started) last."""
+    sign = -1 if mode == "max" else 1
+    return lambda row: (not _scored(row, metric), sign * row[metric] if _scored(row, metric) else 0, row["trial_id"])
+
+
 def _best_row(rows, metric, mode):
-    ranked = [r for r in rows if r["status"] in ("TERMINATED", "STOPPED") and isinstance(r[metric], (int, float))
-              and math.isfinite(r[metric])]
-    if not ranked:
-        return None
-    pick = max if mode == "max" else min
-    return pick(ranked, key=lambda r: r[metric])
+    """The first row of trials.csv among the trials that ended without error (ties: the lower trial id)."""
+    ended = [r for r in rows if r["status"] in ("TERMINATED", "STOPPED") and _scored(r, metric)]
+    return min(ended, key=_rank(metric, mode)) if ended else None
 
 
 def write_trials_csv(path, rows, metric, mode):
-    """Best trial first; trials without a score (errors, not started) last."""
-    sign = -1 if mode == "max" else 1
-
-    def rank(row):
-        score = row[metric]
-        scored = isinstance(score, (int, float)) and math.isfinite(score)
-        return (not scored, sign * score if scored else 0, row["trial_id"])
-
-    rows = sorted(rows, key=rank)
+    """One row per trial, in :func:`_rank`'s order."""
+    rows = sorted(rows, key=_rank(metric, mode))
     columns = list(dict.fromkeys(k for r in rows for k in r))
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
