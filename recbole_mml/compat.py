@@ -1,15 +1,16 @@
 """The fixes RecBole 1.2.1 needs on today's numpy, pandas, scipy, torch and Ray, in one place.
 
 RecBole 1.2.1 (the newest release) was written against numpy 1.x, pandas 1.x, scipy < 1.13,
-torch < 2.6 and Ray 2.6. Each fix below is a :class:`Fix`: why it exists, a test of whether the
-installed stack needs it, and the narrowest change that restores RecBole's own behaviour (a
-restored attribute, a module-scoped ``torch`` for the modules that read RecBole checkpoints, or
-RecBole's function recompiled with one line changed; a changed RecBole source refuses the fix
-rather than replacing new code). Nothing here makes RecBole stricter or changes what works.
+torch < 2.6 and Ray 2.6. Each fix below is a :class:`Fix`: a test of whether the installed stack
+needs it, and the narrowest change that restores RecBole's own behaviour (a restored attribute, a
+module-scoped ``torch`` for the modules that read RecBole checkpoints, or RecBole's function
+recompiled with the broken line replaced; a changed RecBole source refuses the fix rather than
+replacing new code); the functions' docstrings say why. Nothing here makes RecBole stricter.
 
 :func:`apply` is called by recbole_mml's entry points that use RecBole (the command line,
-:mod:`recbole_mml.quick_start`, :mod:`recbole_mml.config`, :mod:`recbole_mml.model`), never by
-``import recbole_mml.loss``; :func:`restore` undoes every fix. On a RecBole other than 1.2.1,
+:mod:`recbole_mml.quick_start`, :mod:`recbole_mml.registry` and so :mod:`recbole_mml.config`, the
+:mod:`recbole_mml.model` package), never by ``import recbole_mml.loss``; :func:`restore` undoes
+every fix. On a RecBole other than 1.2.1,
 :func:`apply` warns and changes nothing. ``recbole.quick_start`` imports Ray, which recbole_mml
 does not need to train: its two fixes are applied when it is already imported (import it first,
 or call :func:`apply` again after importing it).
@@ -26,16 +27,14 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from recbole_mml.errors import RecBoleVersionWarning
+
 RECBOLE_VERSION = "1.2.1"
 
 _undo = []  # (owner, attribute, previous value or _MISSING), in the order set
 _checked = set()  # names of the fixes looked at by apply()
 _applied = set()  # names of the fixes in place
 _MISSING = object()
-
-
-class RecBoleVersionWarning(UserWarning):
-    """The installed RecBole is not the version recbole_mml's fixes were written for."""
 
 
 def _set(owner, name, value):
@@ -320,10 +319,12 @@ def apply():
     import recbole
 
     if recbole.__version__ != RECBOLE_VERSION:
-        warnings.warn(
-            f"recbole_mml's compatibility fixes are written for RecBole {RECBOLE_VERSION}, found "
-            f"{recbole.__version__}: none applied", RecBoleVersionWarning, stacklevel=2,
-        )
+        if "RecBole version" not in _checked:  # one warning, however many entry points call apply()
+            warnings.warn(
+                f"recbole_mml's compatibility fixes are written for RecBole {RECBOLE_VERSION}, found "
+                f"{recbole.__version__}: none applied", RecBoleVersionWarning, stacklevel=2,
+            )
+            _checked.add("RecBole version")
         return
     for fix in FIXES:
         if fix.name in _checked or (fix.when_imported and fix.when_imported not in sys.modules):

@@ -1,4 +1,4 @@
-"""recbole_mml's exceptions, in one module every layer may import (it imports nothing)."""
+"""recbole_mml's exceptions and warnings, in one module every layer may import (it imports nothing)."""
 
 
 class ConfigError(ValueError):
@@ -14,3 +14,7 @@ class NonFiniteLossError(RuntimeError):
 
 class SearchInterrupted(Exception):
     """A search stopped before every trial ended (Ctrl+C, SIGTERM); the message says how to resume it."""
+
+
+class RecBoleVersionWarning(UserWarning):
+    """The installed RecBole is not the version recbole_mml's compatibility fixes were written for."""

@@ -19,6 +19,7 @@ from recbole.model.general_recommender import BPR, ConvNCF, LightGCN
 from recbole.trainer import Trainer
 
 from recbole_mml import compat
+from recbole_mml.errors import RecBoleVersionWarning
 from recbole_mml.quick_start import build_config
 
 compat.apply()
@@ -243,7 +244,7 @@ def test_another_recbole_version_gets_a_warning_and_no_fix(monkeypatch):
     try:
         compat.restore()
         monkeypatch.setattr(recbole, "__version__", "1.3.0")
-        with pytest.warns(compat.RecBoleVersionWarning, match="written for RecBole 1.2.1, found 1.3.0: none applied"):
+        with pytest.warns(RecBoleVersionWarning, match="written for RecBole 1.2.1, found 1.3.0: none applied"):
             compat.apply()
         assert compat.applied() == []
     finally:
