@@ -110,7 +110,7 @@ def check_ranges(config):
     """Training sizes are integers >= 1, ``learning_rate`` is finite and > 0, ``weight_decay`` finite and >= 0."""
     for key in POSITIVE_INTEGER_KEYS:
         value = config[key]
-        if value is not None and (not _is_number(value) or not isinstance(value, int) or value < 1):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ConfigError(f"{key}: expected an integer >= 1, got {value!r}")
     rate = config["learning_rate"]
     if rate is not None and not (_is_number(rate) and math.isfinite(rate) and rate > 0):

@@ -141,6 +141,23 @@ def test_runs_started_in_the_same_second_keep_their_own_checkpoints(data, monkey
     assert load_checkpoint("ck/MMLMF-Jan-01-2030_00-00-00-3.pth")["config"]["seed"] == 2
 
 
+def test_a_new_checkpoint_appears_whole_or_not_at_all(workdir, monkeypatch):
+    from recbole_mml.checkpoint import save_new_checkpoint
+
+    assert save_new_checkpoint({"epoch": 0}, "ck/m.pth") == "ck/m.pth"
+    assert save_new_checkpoint({"epoch": 1}, "ck/m.pth") == "ck/m-2.pth"
+    assert load_checkpoint("ck/m.pth")["epoch"] == 0 and load_checkpoint("ck/m-2.pth")["epoch"] == 1
+
+    def crash_mid_write(obj, f, **kwargs):
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        save_new_checkpoint({"epoch": 2}, "ck/m.pth")
+    assert sorted(os.listdir("ck")) == ["m-2.pth", "m.pth"]
+
+
 # 4, 5, 9, 13, 14. Bad values are refused with the key, before any data is loaded.
 
 @pytest.mark.parametrize("extra,message", [
@@ -152,7 +169,7 @@ def test_runs_started_in_the_same_second_keep_their_own_checkpoints(data, monkey
     (["--num_negatives=1000000000", "--neg_sharing=batch"],
      "num_negatives: 1000000000 with neg_sharing=batch and train_batch_size=2048 needs at least"),
     (["--num_negatives=1000000000"], "num_negatives: 1000000000 with neg_sharing=row and train_batch_size=2048"),
-    (["--valid_metric_bigger=False"],
+    (["--valid_metric_bigger=False", "--valid_metric=MRR@10"],
      "valid_metric_bigger: False contradicts valid_metric MRR@10, for which bigger is better"),
     (["--benchmark_filename=train"], "config key 'benchmark_filename': expected a list such as [a,b], got 'train'"),
     (["--benchmark_filename=[train,valid"], "override '--benchmark_filename': not a valid list or mapping (line 1"),
