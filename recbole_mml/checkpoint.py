@@ -197,9 +197,11 @@ def record_finished(trainer, best_valid_score, best_valid_result):
 
     A fit that trained nothing (a resume past the last epoch) writes nothing.
     """
+    if not getattr(trainer, "train_loss_dict", None):  # nothing trained (or not a RecBole Trainer)
+        return
     path = trainer.saved_model_file
     primary = trainer.config["single_spec"] or trainer.config["local_rank"] == 0
-    if not trainer.train_loss_dict or not primary or not os.path.isfile(path):
+    if not primary or not os.path.isfile(path):
         return
     state = load_checkpoint(path)
     state[RUN_RECORD] = {

@@ -21,7 +21,6 @@ def atomic_files(config):
 
 
 FEATURE_TYPES = ("token", "float", "token_seq", "float_seq")
-SOURCES = ("inter", "user", "item")
 
 
 def is_loaded(config, source, field):
@@ -174,7 +173,9 @@ def check_dataset_files(config):
             f"python -m dataset.convert --help"
         )
     id_fields = (config["USER_ID_FIELD"], config["ITEM_ID_FIELD"])
-    features = [os.path.join(config["data_path"], f"{config['dataset']}.{source}") for source in ("user", "item")]
+    load_col = config["load_col"]
+    features = [os.path.join(config["data_path"], f"{config['dataset']}.{source}") for source in ("user", "item")
+                if load_col is None or source in load_col]  # RecBole reads no field of a source load_col omits
     pairs = set()
     for path in dict.fromkeys(files + [p for p in features if os.path.exists(p)]):
         source = "inter" if path in files else path.rsplit(".", 1)[1]

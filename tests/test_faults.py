@@ -271,6 +271,14 @@ def test_an_unreadable_atomic_file_is_refused(data, capsys, no_data_loading):
     refused(capsys, args_for(data), "tiny.inter': cannot be read (Is a directory)")
 
 
+def test_a_feature_file_is_checked_only_when_recbole_loads_it(data, capsys, no_data_loading):
+    (data / "tiny" / "tiny.item").write_text("item_id:token\tprice:float\n1\t3.5\n2\tcheap\n")
+    config = quick_start.build_config("MMLMF", "tiny", cmd_args=args_for(data)[2:])
+    quick_start.check_dataset_files(config)  # load_col has no item part: RecBole never reads tiny.item
+    refused(capsys, args_for(data, "--load_col={inter:[user_id,item_id],item:[item_id,price]}"),
+            "tiny.item': line 3, field price:float: expected a number, got 'cheap'")
+
+
 @pytest.mark.parametrize("extra,action", [
     ([], "kept (set rm_dup_inter=first or rm_dup_inter=last to drop them)"),
     (["--rm_dup_inter=first"], "dropped: rm_dup_inter=first keeps one of each"),
