@@ -86,6 +86,8 @@ def _trainer_save_checkpoint(self, epoch, verbose=True, **kwargs):
     if not self.config["single_spec"] and self.config["local_rank"] != 0:
         return
     saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
+    if epoch < 0 and os.path.isfile(saved_model_file):
+        return  # fit's save of a resumed run with nothing left to train: epoch -1 made the next resume start over
     state = {
         "config": self.config,
         "epoch": epoch,
@@ -95,28 +97,19 @@ def _trainer_save_checkpoint(self, epoch, verbose=True, **kwargs):
         "other_parameter": self.model.other_parameter(),
         "optimizer": self.optimizer.state_dict(),
     }
-    save_checkpoint(state, saved_model_file)
+    from recbole_mml.checkpoint import write_trainer_checkpoint
+
+    saved_model_file = write_trainer_checkpoint(self, state, saved_model_file)  # never replaces another run's file
     if verbose:
         self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
 
 def _trainer_resume_checkpoint(self, resume_file):
-    """Trainer.resume_checkpoint, loading RecBole's own checkpoint format under torch >= 2.6."""
-    resume_file = str(resume_file)
-    self.saved_model_file = resume_file
-    checkpoint = load_checkpoint(resume_file, self.device)
-    self.start_epoch = checkpoint["epoch"] + 1
-    self.cur_step = checkpoint["cur_step"]
-    self.best_valid_score = checkpoint["best_valid_score"]
-    if checkpoint["config"]["model"].lower() != self.config["model"].lower():
-        self.logger.warning(
-            "Architecture configuration given in config file is different from that of "
-            "checkpoint. This may yield an exception while state_dict is being loaded."
-        )
-    self.model.load_state_dict(checkpoint["state_dict"])
-    self.model.load_other_parameter(checkpoint.get("other_parameter"))
-    self.optimizer.load_state_dict(checkpoint["optimizer"])
-    self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+    """Trainer.resume_checkpoint, loading RecBole's own checkpoint format under torch >= 2.6; a checkpoint
+    that does not fit the run is refused in one line (:func:`recbole_mml.checkpoint.resume_trainer`)."""
+    from recbole_mml.checkpoint import resume_trainer
+
+    resume_trainer(self, resume_file)
 
 
 # RecBole modules that torch.load a pretrained RecBole checkpoint (it pickles the Config object).

@@ -43,6 +43,30 @@ def parse_overrides(args):
     return overrides
 
 
+def yaml_error_text(error):
+    """``line L, column C: problem`` of a yaml error (its first line says only what was being parsed)."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+
+
+def read_flow_values(overrides):
+    """Read override values that RecBole's ``eval`` left as strings but that are yaml lists or mappings.
+
+    ``--benchmark_filename=[train,valid,test]`` is not Python, so RecBole kept the string and later
+    iterated over its characters; as yaml flow syntax it is the list the user wrote.
+    """
+    import yaml
+
+    for key, value in overrides.items():
+        if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
+            try:
+                overrides[key] = yaml.safe_load(value)
+            except yaml.YAMLError as e:
+                raise ConfigError(f"override '--{key}': not a valid list or mapping ({yaml_error_text(e)})") from None
+    return overrides
+
+
 class Config(RecBoleConfig):
     """RecBole's Config that knows recbole_mml's models and properties."""
 
@@ -54,7 +78,7 @@ class Config(RecBoleConfig):
         super().__init__(model, dataset, config_file_list, config_dict)
 
     def _load_cmd_line(self):
-        return self._convert_config_dict(parse_overrides(self._cmd_args))
+        return read_flow_values(self._convert_config_dict(parse_overrides(self._cmd_args)))
 
     def _load_config_files(self, file_list):
         import yaml
@@ -65,7 +89,7 @@ class Config(RecBoleConfig):
                 try:
                     content = yaml.load(f.read(), Loader=self.yaml_loader)
                 except yaml.YAMLError as e:
-                    raise ConfigError(f"config file '{path}' is not valid yaml: {str(e).splitlines()[0]}") from None
+                    raise ConfigError(f"config file '{path}' is not valid yaml: {yaml_error_text(e)}") from None
             if content is None:
                 continue
             if not isinstance(content, dict):

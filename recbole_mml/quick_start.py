@@ -1,6 +1,5 @@
 """Train-and-test entry points, RecBole's quick_start with recbole_mml's Config and registry."""
 
-import os
 import sys
 from logging import getLogger
 
@@ -10,7 +9,7 @@ from recbole.data import create_dataset, data_preparation
 from recbole.data.transform import construct_transform
 from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
 
-from recbole_mml.compat import load_checkpoint
+from recbole_mml.checkpoint import check_checkpoint_dir, read_checkpoint, record_finished, resume_run
 from recbole_mml.config import Config
 from recbole_mml.data import check_dataset_files, check_no_cold_users
 from recbole_mml.registry import get_model, get_trainer
@@ -63,11 +62,15 @@ def train_and_test(config, dataset, train_data, valid_data, test_data, saved=Tru
     """Build the model and trainer, fit (optionally resuming a checkpoint), test; RecBole's result dict."""
     logger = getLogger()
     trainer = build_trainer(config, dataset, train_data)
-    if resume:
-        trainer.resume_checkpoint(resume)
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, verbose=verbose, saved=saved, show_progress=config["show_progress"]
-    )
+    finished = resume_run(trainer, resume) if resume else None
+    if finished is None:
+        best_valid_score, best_valid_result = trainer.fit(
+            train_data, valid_data, verbose=verbose, saved=saved, show_progress=config["show_progress"]
+        )
+        if saved:
+            record_finished(trainer, best_valid_score, best_valid_result)
+    else:  # a finished run: its results, nothing trained
+        best_valid_score, best_valid_result = finished["best_valid_score"], finished["best_valid_result"]
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
@@ -84,14 +87,22 @@ def run_recbole_mml(
     model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None,
     saved=True, resume=None, queue=None,
 ):
-    """Train and test one model on one dataset in this process (RecBole's run_recbole)."""
+    """Train and test one model on one dataset in this process (RecBole's run_recbole).
+
+    The checkpoint folder and a checkpoint to resume are checked before any data is loaded, and the
+    config is logged once the data is ready, so a refused run prints its error, not the config.
+    """
     config = build_config(model, dataset, config_file_list, config_dict, cmd_args)
+    if saved:
+        check_checkpoint_dir(config["checkpoint_dir"])
+    if resume:
+        read_checkpoint(resume, config)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
+    dataset, train_data, valid_data, test_data = prepare_data(config)
     logger.info(sys.argv)
     logger.info(config)
-    dataset, train_data, valid_data, test_data = prepare_data(config)
     logger.info(dataset)
     result = train_and_test(config, dataset, train_data, valid_data, test_data, saved=saved, resume=resume)
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
@@ -146,11 +157,7 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
 
 def load_data_and_model(model_file):
     """Load the config, dataset, loaders and trained model of a checkpoint (any registered model)."""
-    if not os.path.isfile(model_file):
-        from recbole_mml.errors import ConfigError
-
-        raise ConfigError(f"model file '{model_file}' does not exist")
-    checkpoint = load_checkpoint(model_file)
+    checkpoint = read_checkpoint(model_file)
     config = checkpoint["config"]
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)

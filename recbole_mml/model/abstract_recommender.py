@@ -14,7 +14,7 @@ from recbole.utils import InputType
 
 from recbole_mml.errors import ConfigError
 from recbole_mml.loss import build_loss
-from recbole_mml.sampler import InteractionIndex, NegativeSampler, check_sampler_args
+from recbole_mml.sampler import InteractionIndex, NegativeSampler, check_negatives_memory, check_sampler_args
 from recbole_mml.train_loader import PositivePairLoader
 from recbole_mml.trainer import MMLTrainer
 
@@ -74,7 +74,8 @@ class ContrastiveRecommender(GeneralRecommender):
         """Refuse bad loss and sampler settings before any data is loaded."""
         build_loss(config)
         check_sampler_args(config["num_negatives"], config["neg_distribution"], config["neg_sharing"],
-                           config["neg_pool_size"])
+                           config["neg_pool_size"], config["neg_alpha"])
+        check_negatives_memory(config)
         if config["train_neg_sample_args"]["distribution"] != "none":
             raise ConfigError(
                 "train_neg_sample_args: recbole_mml models draw their own negatives (num_negatives); "
