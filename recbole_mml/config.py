@@ -7,9 +7,12 @@ Overrides are passed in (``cmd_args``) instead of read from ``sys.argv``, so a R
 library call never picks up the driver's command line.
 """
 
+import glob
 import importlib.resources
 import os
 
+import recbole
+import yaml
 from recbole.config import Config as RecBoleConfig
 
 from recbole_mml.errors import ConfigError
@@ -26,6 +29,26 @@ def _properties_dir():
 
 
 PROPERTIES_DIR = _properties_dir()
+
+
+RECBOLE_PROPERTIES = os.path.join(os.path.dirname(recbole.__file__), "properties")
+
+
+def yaml_keys(pattern):
+    """The top-level keys of the yaml files matching ``pattern``."""
+    keys = set()
+    for path in glob.glob(pattern):
+        with open(path, encoding="utf-8") as f:
+            keys.update((yaml.safe_load(f) or {}).keys())
+    return keys
+
+
+def model_keys(model, model_class):
+    """The keys of the model's own yaml files (RecBole's and recbole_mml's): its hyper-parameters."""
+    keys = yaml_keys(os.path.join(RECBOLE_PROPERTIES, "model", f"{model}.yaml"))
+    for path in model_yaml_files(model_class):
+        keys |= yaml_keys(path)
+    return keys
 
 
 def model_yaml_files(model_class):
@@ -54,6 +77,28 @@ def parse_overrides(args):
     return overrides
 
 
+def yaml_error_text(error):
+    """``line L, column C: problem`` of a yaml error (its first line says only what was being parsed)."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+
+
+def read_flow_values(overrides):
+    """Read override values that RecBole's ``eval`` left as strings but that are yaml lists or mappings.
+
+    ``--benchmark_filename=[train,valid,test]`` is not Python, so RecBole kept the string and later
+    iterated over its characters; as yaml flow syntax it is the list the user wrote.
+    """
+    for key, value in overrides.items():
+        if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
+            try:
+                overrides[key] = yaml.safe_load(value)
+            except yaml.YAMLError as e:
+                raise ConfigError(f"override '--{key}': not a valid list or mapping ({yaml_error_text(e)})") from None
+    return overrides
+
+
 class Config(RecBoleConfig):
     """RecBole's Config that knows recbole_mml's models and properties."""
 
@@ -65,18 +110,16 @@ class Config(RecBoleConfig):
         super().__init__(model, dataset, config_file_list, config_dict)
 
     def _load_cmd_line(self):
-        return self._convert_config_dict(parse_overrides(self._cmd_args))
+        return read_flow_values(self._convert_config_dict(parse_overrides(self._cmd_args)))
 
     def _load_config_files(self, file_list):
-        import yaml
-
         merged = {}
         for path in file_list or []:
             with open(path, "r", encoding="utf-8") as f:
                 try:
                     content = yaml.load(f.read(), Loader=self.yaml_loader)
                 except yaml.YAMLError as e:
-                    raise ConfigError(f"config file '{path}' is not valid yaml: {str(e).splitlines()[0]}") from None
+                    raise ConfigError(f"config file '{path}' is not valid yaml: {yaml_error_text(e)}") from None
             if content is None:
                 continue
             if not isinstance(content, dict):
@@ -98,6 +141,10 @@ class Config(RecBoleConfig):
             if dataset is None:
                 raise ConfigError("dataset: not given (use --dataset=NAME, a config file or config_dict)")
         return model, model_class, dataset
+
+    def model_keys(self):
+        """The hyper-parameters of this run's model (:func:`model_keys`)."""
+        return model_keys(self.model, self.model_class)
 
     def _get_final_config_dict(self):
         """RecBole's merge, after the model has read RecBole's names for its own keys (if it does)."""

@@ -5,7 +5,6 @@ and the test of a search's best checkpoint all go through these functions, so th
 seed and report alike.
 """
 
-import os
 import sys
 from dataclasses import dataclass
 from logging import getLogger
@@ -18,10 +17,9 @@ from recbole.data.utils import create_samplers, get_dataloader
 from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
 
 from recbole_mml import compat
-from recbole_mml.checkpoint import load_checkpoint
+from recbole_mml.checkpoint import check_checkpoint_dir, read_checkpoint, record_finished, resume_run
 from recbole_mml.config import Config
 from recbole_mml.data_checks import check_dataset_files, check_no_cold_users
-from recbole_mml.errors import ConfigError
 from recbole_mml.registry import get_model, get_trainer
 from recbole_mml.validation import validate_config
 
@@ -104,11 +102,15 @@ def plain_numbers(result):
 def fit_and_test(config, trainer, train_data, valid_data, test_data, saved=True, resume=None, verbose=True):
     """Fit (optionally resuming a checkpoint) and test; RecBole's result dict, with plain numbers."""
     logger = getLogger()
-    if resume:
-        trainer.resume_checkpoint(resume)
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, verbose=verbose, saved=saved, show_progress=config["show_progress"]
-    )
+    finished = resume_run(trainer, resume) if resume else None
+    if finished is None:
+        best_valid_score, best_valid_result = trainer.fit(
+            train_data, valid_data, verbose=verbose, saved=saved, show_progress=config["show_progress"]
+        )
+        if saved:
+            record_finished(trainer, best_valid_score, best_valid_result)
+    else:  # a finished run: its results, nothing trained
+        best_valid_score, best_valid_result = finished["best_valid_score"], finished["best_valid_result"]
     test_result = plain_numbers(
         trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     )
@@ -135,14 +137,22 @@ def run_recbole_mml(
     model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None,
     saved=True, resume=None, queue=None,
 ):
-    """Train and test one model on one dataset in this process (RecBole's run_recbole)."""
+    """Train and test one model on one dataset in this process (RecBole's run_recbole).
+
+    The checkpoint folder and a checkpoint to resume are checked before any data is loaded, and the
+    config is logged once the data is ready, so a refused run prints its error, not the config.
+    """
     config = build_config(model, dataset, config_file_list, config_dict, cmd_args)
+    if saved:
+        check_checkpoint_dir(config["checkpoint_dir"])
+    if resume:
+        read_checkpoint(resume, config)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
+    dataset, train_data, valid_data, test_data = prepare_data(config)
     logger.info(sys.argv)
     logger.info(config)
-    dataset, train_data, valid_data, test_data = prepare_data(config)
     logger.info(dataset)
     result = train_and_test(config, dataset, train_data, valid_data, test_data, saved=saved, resume=resume)
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
@@ -196,9 +206,7 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
 
 
 def _read_checkpoint(model_file, **config_values):
-    if not os.path.isfile(model_file):
-        raise ConfigError(f"model file '{model_file}' does not exist")
-    checkpoint = load_checkpoint(model_file, config_values.get("device", "cpu"))
+    checkpoint = read_checkpoint(model_file, device=config_values.get("device", "cpu"))
     for key, value in config_values.items():
         checkpoint["config"][key] = value
     return checkpoint

@@ -15,6 +15,8 @@ is most of an epoch. Here the loader yields positives only and the model draws n
 The generator is reseeded per epoch from (seed, epoch), so runs and resumed runs repeat.
 """
 
+import math
+import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -27,10 +29,12 @@ DISTRIBUTIONS = ("uniform", "popularity")
 SHARINGS = ("row", "batch", "pool", "in_batch", "mixed")
 
 
-def check_sampler_args(num_negatives, distribution, sharing, pool_size=None):
+def check_sampler_args(num_negatives, distribution, sharing, pool_size=None, alpha=1.0):
     """Refuse bad sampler settings before any data is loaded; ConfigError names the key."""
     if distribution not in DISTRIBUTIONS:
         raise ConfigError(f"neg_distribution: expected one of {DISTRIBUTIONS}, got {distribution!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
+        raise ConfigError(f"neg_alpha: expected a finite number, got {alpha!r}")
     if sharing not in SHARINGS:
         raise ConfigError(f"neg_sharing: expected one of {SHARINGS}, got {sharing!r}")
     if isinstance(num_negatives, bool) or not isinstance(num_negatives, int) or num_negatives < 1:
@@ -41,6 +45,57 @@ def check_sampler_args(num_negatives, distribution, sharing, pool_size=None):
                 f"neg_pool_size: expected an integer >= num_negatives ({num_negatives}) with neg_sharing=pool, "
                 f"got {pool_size!r}"
             )
+
+
+def negatives_bytes(sharing, batch_size, num_negatives, pool_size, dim):
+    """A lower bound on the memory of one batch's negatives: ids (int64), scores (float32), masks (bool)
+    and, for shared sets, their d-dim vectors; gradients and the loss's own buffers come on top."""
+    b, n, d = batch_size, num_negatives, dim
+    if sharing == "row":  # [B, N] ids, mask and scores (scoring the catalogue may avoid B x N vectors)
+        return b * n * 13
+    if sharing == "pool":  # P ids and vectors, [B, P] scores and mask, [B, N] picks, scores and mask
+        return pool_size * (8 + 4 * d) + b * pool_size * 5 + b * n * 13
+    in_batch = b * b * 5
+    if sharing == "in_batch":
+        return in_batch
+    shared = n * (8 + 4 * d) + b * n * 5  # N ids and vectors, [B, N] scores and mask
+    return shared + (in_batch if sharing == "mixed" else 0)
+
+
+def device_memory_bytes(device):
+    """Total memory of the training device (physical RAM for the CPU)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_negatives_memory(config):
+    """Refuse negatives that cannot fit the device before any data is loaded.
+
+    ``num_negatives=1000000000`` used to allocate gigabytes per batch (or fail with a traceback asking
+    for terabytes) instead of being refused.
+    """
+    sharing, n, pool = config["neg_sharing"], config["num_negatives"], config["neg_pool_size"]
+    batch, dim = config["train_batch_size"], config["embedding_size"]
+    if not all(isinstance(v, int) for v in (batch, dim)):
+        return
+    need = negatives_bytes(sharing, batch, n, pool, dim)
+    have = device_memory_bytes(config["device"])
+    if need > have:
+        key = "neg_pool_size" if sharing == "pool" and need - batch * n * 13 > batch * n * 13 else "num_negatives"
+        raise ConfigError(
+            f"{key}: {config[key]} with neg_sharing={sharing} and train_batch_size={batch} needs at least "
+            f"{_size(need)} per batch, more than the {_size(have)} of the device ({config['device']}); "
+            f"lower {key} or train_batch_size"
+        )
+
+
+def _size(num_bytes):
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if num_bytes < 1024 or unit == "TB":
+            return f"{num_bytes:.1f} {unit}" if unit != "B" else f"{num_bytes} B"
+        num_bytes /= 1024
 
 
 @dataclass
@@ -161,12 +216,20 @@ class NegativeSampler:
 
     def __init__(self, n_items, num_negatives, distribution="uniform", sharing="row", item_counts=None,
                  alpha=1.0, replacement=True, seed=0, device="cpu", pool_size=None):
-        check_sampler_args(num_negatives, distribution, sharing, pool_size)
+        check_sampler_args(num_negatives, distribution, sharing, pool_size, alpha)
         drawn = pool_size if sharing == "pool" else num_negatives
-        if not replacement and drawn > n_items - 1:
+        weights = None
+        if distribution == "popularity":
+            # items without training interactions are never drawn: 0 ** alpha is inf for alpha < 0
+            counts = torch.as_tensor(item_counts, dtype=torch.float64)[1:]
+            weights = torch.where(counts > 0, counts.clamp(min=1) ** alpha, torch.zeros_like(counts))
+            if not torch.isfinite(weights).all():
+                raise ConfigError(f"neg_alpha: item count ** {alpha} overflows; expected a smaller exponent")
+        available = n_items - 1 if weights is None else int((weights > 0).sum())
+        if not replacement and drawn > available:
             key = "neg_pool_size" if sharing == "pool" else "num_negatives"
             raise ConfigError(
-                f"{key}: {drawn} is more than the {n_items - 1} items available "
+                f"{key}: {drawn} is more than the {available} items available "
                 f"when sampling without replacement (neg_replacement=False)"
             )
         self.n_items, self.num_negatives, self.pool_size = n_items, num_negatives, pool_size
@@ -177,15 +240,14 @@ class NegativeSampler:
         self.generator.manual_seed(self.seed)
         self.probs = None
         if distribution == "popularity" or not replacement:
-            if distribution == "popularity":
-                counts = torch.as_tensor(item_counts, dtype=torch.float64)[1:] ** alpha
-            else:
-                counts = torch.ones(n_items - 1, dtype=torch.float64)
-            if counts.sum() <= 0:
+            if weights is None:
+                weights = torch.ones(n_items - 1, dtype=torch.float64)
+            if not weights.sum() > 0:
                 raise ConfigError("neg_distribution: popularity needs items with interactions")
-            self.probs = (counts / counts.sum()).to(self.device)
+            self.probs = (weights / weights.sum()).to(self.device)
             self.cdf = torch.cumsum(self.probs, 0).float()
-            self.cdf[-1] = 1.0
+            # from the last item that can be drawn on, so rounding never lands on a zero-count item
+            self.cdf[int(torch.nonzero(weights).max()):] = 1.0
 
     def reseed(self, epoch):
         """Seed from (seed, epoch): epoch k draws the same negatives in a fresh or resumed run."""

@@ -1,21 +1,64 @@
-"""The trainer of recbole_mml's models: RecBole's Trainer, made repeatable across resumes and NaN-safe,
-with a lazy Adam for ``learner: sparse_adam``."""
+"""The trainers of recbole_mml's runs: RecBole's, with recbole_mml's checkpoint handling
+(:class:`RunCheckpoints`); for recbole_mml's models also repeatable across resumes, NaN-safe and with a
+lazy Adam for ``learner: sparse_adam`` (:class:`MMLTrainer`). RecBole's own classes are not changed."""
 
 import itertools
+import os
+from functools import lru_cache
 
 import torch
 
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
-from recbole_mml.checkpoint import atomic_path
+from recbole_mml.checkpoint import atomic_path, claim_free_name, resume_trainer
 from recbole_mml.collector import TopKCollector
 from recbole_mml.errors import NonFiniteLossError
 from recbole_mml.optim import LazyAdam
 from recbole_mml.seeding import stream_seed
 
 
-class MMLTrainer(Trainer):
+class RunCheckpoints:
+    """Checkpoints of a run through recbole_mml, for any trainer built on RecBole's ``Trainer``.
+
+    A save writes RecBole's checkpoint under a temporary name and renames it, so a kill during the save
+    leaves the previous file whole; a run's first save never replaces another run's file (the next free
+    name); a resume refuses an unusable checkpoint in one line and keeps the finished-run record
+    (see :mod:`recbole_mml.checkpoint`).
+    """
+
+    checkpoint_claimed = False
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
+        path = kwargs.pop("saved_model_file", self.saved_model_file)
+        if epoch < 0 and os.path.isfile(path):
+            return  # fit's save of a resumed run with nothing left to train: epoch -1 made the next resume start over
+        with atomic_path(path) as tmp:
+            super()._save_checkpoint(epoch, verbose=False, saved_model_file=tmp, **kwargs)
+            if path == self.saved_model_file and not self.checkpoint_claimed:  # this run's first save
+                self.saved_model_file = path = claim_free_name(tmp, path)
+                self.checkpoint_claimed = True
+        if verbose:
+            self.logger.info(set_color("Saving current", "blue") + f": {path}")
+
+    def resume_checkpoint(self, resume_file):
+        resume_trainer(self, resume_file)
+
+
+@lru_cache(maxsize=None)
+def with_run_checkpoints(trainer_class):
+    """``trainer_class`` with :class:`RunCheckpoints`, where it saves and resumes as RecBole's ``Trainer``
+    does (RecBole's tree-model trainers save differently and are returned as they are)."""
+    if issubclass(trainer_class, RunCheckpoints) or not all(
+        getattr(trainer_class, name) is getattr(Trainer, name) for name in ("_save_checkpoint", "resume_checkpoint")
+    ):
+        return trainer_class
+    return type(trainer_class.__name__, (RunCheckpoints, trainer_class), {"__module__": __name__})
+
+
+class MMLTrainer(RunCheckpoints, Trainer):
     """Reseeds shuffling and negative sampling from (seed, epoch), so epoch k is the same in a fresh
     and a resumed run, and stops at the first non-finite loss, leaving the last good checkpoint.
     Top-k metrics are collected by :class:`~recbole_mml.collector.TopKCollector`."""
@@ -31,15 +74,6 @@ class MMLTrainer(Trainer):
             return super()._build_optimizer(**kwargs)
         return LazyAdam(self.model, kwargs.get("learning_rate", self.learning_rate),
                         kwargs.get("weight_decay", self.weight_decay))
-
-    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        """RecBole's checkpoint, written under a temporary name and renamed: a kill during the save
-        leaves the previous checkpoint whole, so ``--resume`` always finds a readable file."""
-        saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-        with atomic_path(saved_model_file) as tmp:
-            super()._save_checkpoint(epoch, verbose=False, saved_model_file=tmp, **kwargs)
-        if verbose:
-            self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         seed = self.config["seed"]

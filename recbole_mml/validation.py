@@ -1,24 +1,21 @@
-"""Config checks RecBole does not make: unknown keys, non-numeric numbers, model-specific values.
+"""Config checks RecBole does not make: unknown keys, non-numeric numbers, ranges, lists, model-specific values.
 
 RecBole silently ignores a misspelt key (``--margin=0.8`` for a model whose key is ``margins``
-trains with the default) and accepts ``--epochs=ten`` until it crashes deep in training. These
-checks run on the finished Config, before any data is loaded, so a bad run ends in a second.
+trains with the default), accepts ``--epochs=ten`` until it crashes deep in training and reports
+the test metrics of an untrained model for ``--epochs=0``. These checks run on the finished
+Config, before any data is loaded, so a bad run ends in a second.
 """
 
 import difflib
-import glob
+import math
 import os
 from functools import lru_cache
 from logging import getLogger
 
-import yaml
-
 from recbole.utils import argument_list
 
-from recbole_mml.config import PROPERTIES_DIR, model_yaml_files
+from recbole_mml.config import PROPERTIES_DIR, RECBOLE_PROPERTIES, model_keys, yaml_keys
 from recbole_mml.errors import ConfigError
-
-RECBOLE_PROPERTIES = os.path.join(os.path.dirname(argument_list.__file__), "..", "properties")
 
 # Keys RecBole or recbole_mml set or read at run time that no yaml file declares.
 RUNTIME_KEYS = {
@@ -33,33 +30,22 @@ RUNTIME_KEYS = {
 }
 
 
-def _yaml_keys(pattern):
-    keys = set()
-    for path in glob.glob(pattern):
-        with open(path, encoding="utf-8") as f:
-            keys.update((yaml.safe_load(f) or {}).keys())
-    return keys
-
-
 @lru_cache(maxsize=None)
 def _general_keys():
     keys = set(RUNTIME_KEYS)
     for name in ("general_arguments", "training_arguments", "evaluation_arguments", "dataset_arguments"):
         keys.update(getattr(argument_list, name))
-    keys |= _yaml_keys(os.path.join(RECBOLE_PROPERTIES, "overall.yaml"))
-    keys |= _yaml_keys(os.path.join(RECBOLE_PROPERTIES, "dataset", "*.yaml"))
-    keys |= _yaml_keys(os.path.join(RECBOLE_PROPERTIES, "quick_start_config", "*.yaml"))
-    keys |= _yaml_keys(os.path.join(PROPERTIES_DIR, "overall.yaml"))
-    keys |= _yaml_keys(os.path.join(PROPERTIES_DIR, "dataset", "*.yaml"))
+    keys |= yaml_keys(os.path.join(RECBOLE_PROPERTIES, "overall.yaml"))
+    keys |= yaml_keys(os.path.join(RECBOLE_PROPERTIES, "dataset", "*.yaml"))
+    keys |= yaml_keys(os.path.join(RECBOLE_PROPERTIES, "quick_start_config", "*.yaml"))
+    keys |= yaml_keys(os.path.join(PROPERTIES_DIR, "overall.yaml"))
+    keys |= yaml_keys(os.path.join(PROPERTIES_DIR, "dataset", "*.yaml"))
     return frozenset(keys)
 
 
 def known_keys(model, model_class):
     """Every key a run of ``model`` understands: general, dataset and this model's own."""
-    keys = _general_keys() | _yaml_keys(os.path.join(RECBOLE_PROPERTIES, "model", f"{model}.yaml"))
-    for path in model_yaml_files(model_class):
-        keys |= _yaml_keys(path)
-    return keys
+    return _general_keys() | model_keys(model, model_class)
 
 
 def check_keys(keys, model, model_class, strict=True, where=None):
@@ -95,10 +81,66 @@ def check_numeric_values(config):
             raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
 
 
+# Keys RecBole needs as integers >= 1: epochs=0 or -3 used to report the test metrics of an untrained model.
+POSITIVE_INTEGER_KEYS = ("epochs", "train_batch_size", "eval_batch_size")
+# List keys for which RecBole itself wraps a single value into a list.
+SCALAR_LIST_KEYS = {"topk", "metrics"}
+# List keys whose RecBole default is None, so their type cannot be read from the defaults.
+LIST_KEYS = {"benchmark_filename"}
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_ranges(config):
+    """Training sizes are integers >= 1, ``learning_rate`` is finite and > 0, ``weight_decay`` finite and >= 0."""
+    for key in POSITIVE_INTEGER_KEYS:
+        value = config[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{key}: expected an integer >= 1, got {value!r}")
+    rate = config["learning_rate"]
+    if rate is not None and not (_is_number(rate) and math.isfinite(rate) and rate > 0):
+        raise ConfigError(f"learning_rate: expected a finite number > 0, got {rate!r}")
+    decay = config["weight_decay"]
+    if decay is not None and not (_is_number(decay) and math.isfinite(decay) and decay >= 0):
+        raise ConfigError(f"weight_decay: expected a finite number >= 0, got {decay!r}")
+
+
+def check_list_values(config):
+    """A key whose default is a list must be given a list: RecBole would iterate over a string's characters
+    (``benchmark_filename=train`` looked for ``<dataset>.t.inter``)."""
+    for key, value in config.external_config_dict.items():
+        default = config.internal_config_dict.get(key)
+        if key in SCALAR_LIST_KEYS or value is None or not (isinstance(default, list) or key in LIST_KEYS):
+            continue
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{key}': expected a list such as [a,b], got {value!r}")
+
+
+def check_valid_metric_bigger(config):
+    """RecBole sets ``valid_metric_bigger`` from ``valid_metric`` and drops a given value without a word:
+    a value that contradicts the metric is refused instead of ignored."""
+    if "valid_metric_bigger" not in config.external_config_dict:
+        return
+    given = config.external_config_dict["valid_metric_bigger"]
+    if not isinstance(given, bool):
+        raise ConfigError(f"valid_metric_bigger: expected True or False, got {given!r}")
+    inferred = config["valid_metric_bigger"]
+    if given != inferred:
+        raise ConfigError(
+            f"valid_metric_bigger: {given} contradicts valid_metric {config['valid_metric']}, for which "
+            f"{'bigger' if inferred else 'smaller'} is better (RecBole sets it from the metric); remove the key"
+        )
+
+
 def validate_config(config):
     """All checks, then the model's own ``check_config`` if it has one."""
     check_unknown_keys(config)
     check_numeric_values(config)
+    check_list_values(config)
+    check_ranges(config)
+    check_valid_metric_bigger(config)
     check = getattr(config.model_class, "check_config", None)
     if check is not None:
         check(config)

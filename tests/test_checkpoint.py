@@ -19,8 +19,7 @@ def test_save_is_atomic(workdir, monkeypatch):
     before = target.read_bytes()
 
     def crash_mid_write(obj, f, **kwargs):
-        with open(f, "wb") as out:
-            out.write(b"partial")
+        f.write(b"partial")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch, "save", crash_mid_write)

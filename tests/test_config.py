@@ -8,14 +8,14 @@ import pytest
 
 import recbole
 from recbole.model.general_recommender.bpr import BPR
-from recbole.trainer import RecVAETrainer, Trainer
+from recbole.trainer import DecisionTreeTrainer, RecVAETrainer, Trainer
 
 from recbole_mml.config import Config, parse_overrides
 from recbole_mml.errors import ConfigError
 from recbole_mml.model.general_recommender import MMLLightGCN, MMLMF, MMLSimpleX
 from recbole_mml.quick_start import build_config, run
 from recbole_mml.registry import get_model, get_trainer, own_model_names
-from recbole_mml.trainer import MMLTrainer
+from recbole_mml.trainer import MMLTrainer, RunCheckpoints, with_run_checkpoints
 
 from conftest import TINY
 
@@ -75,11 +75,14 @@ def test_registry_looks_in_recbole_mml_first_then_recbole():
         get_model("MMLMf")
 
 
-def test_trainers_ours_for_our_models_recbole_for_theirs():
+def test_trainers_ours_for_our_models_recbole_for_theirs_all_with_recbole_mmls_checkpoints():
     config = Config("RecVAE", "ml-100k")
     assert get_trainer(config["MODEL_TYPE"], "MMLMF") is MMLTrainer
-    assert get_trainer(config["MODEL_TYPE"], "BPR") is Trainer
-    assert get_trainer(config["MODEL_TYPE"], "RecVAE") is RecVAETrainer
+    bpr, recvae = get_trainer(config["MODEL_TYPE"], "BPR"), get_trainer(config["MODEL_TYPE"], "RecVAE")
+    assert bpr.__bases__ == (RunCheckpoints, Trainer) and recvae.__bases__ == (RunCheckpoints, RecVAETrainer)
+    assert get_trainer(config["MODEL_TYPE"], "BPR") is bpr  # one class per RecBole trainer
+    assert "_save_checkpoint" not in vars(Trainer) or Trainer._save_checkpoint is not RunCheckpoints._save_checkpoint
+    assert with_run_checkpoints(DecisionTreeTrainer) is DecisionTreeTrainer  # saves its own way: left as it is
 
 
 def test_a_recbole_simplex_yaml_runs_on_mmlsimplex_with_ccl(workdir, caplog):

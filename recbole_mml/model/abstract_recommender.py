@@ -14,7 +14,7 @@ from recbole.utils import InputType
 
 from recbole_mml.loss import build_loss
 from recbole_mml.model.recbole_keys import read_recbole_keys
-from recbole_mml.sampler import InteractionIndex, NegativeSampler, check_sampler_args
+from recbole_mml.sampler import InteractionIndex, NegativeSampler, check_negatives_memory, check_sampler_args
 from recbole_mml.train_loader import PositivePairLoader
 
 
@@ -73,7 +73,8 @@ class ContrastiveRecommender(GeneralRecommender):
         """Refuse bad loss and sampler settings before any data is loaded."""
         build_loss(config)
         check_sampler_args(config["num_negatives"], config["neg_distribution"], config["neg_sharing"],
-                           config["neg_pool_size"])
+                           config["neg_pool_size"], config["neg_alpha"])
+        check_negatives_memory(config)
 
     def encode(self, users):
         """``(user vectors [B, d], item table [n_items, d])`` for the users of a batch."""
