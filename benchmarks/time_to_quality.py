@@ -26,7 +26,7 @@ import time
 
 import pandas as pd
 
-import recbole_mml  # noqa: F401  (compatibility fixes)
+import recbole_mml.quick_start  # noqa: F401  (applies the compatibility fixes)
 from recbole.utils import init_logger, init_seed
 
 from recbole_mml.collector import per_user_topk
