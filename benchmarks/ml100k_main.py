@@ -66,11 +66,12 @@ def verdict(results):
     if others.empty:
         return f"{MAIN_MODEL}: test NDCG@10 {ndcg[MAIN_MODEL]:.4f}."
     best = others.idxmax()
-    gap = (ndcg[MAIN_MODEL] / others[best] - 1) * 100
-    if gap >= 0:
+    if ndcg[MAIN_MODEL] >= others[best]:
+        gap = (ndcg[MAIN_MODEL] / others[best] - 1) * 100
         return f"{MAIN_MODEL} leads: test NDCG@10 {ndcg[MAIN_MODEL]:.4f}, {gap:.1f}% above the next, {best} ({others[best]:.4f})."
+    gap = (others[best] / ndcg[MAIN_MODEL] - 1) * 100
     return (f"{MAIN_MODEL} is not first: {best} reaches test NDCG@10 {others[best]:.4f}, "
-            f"{-gap:.1f}% above {MAIN_MODEL} ({ndcg[MAIN_MODEL]:.4f}).")
+            f"{gap:.1f}% above {MAIN_MODEL} ({ndcg[MAIN_MODEL]:.4f}).")
 
 
 def main(argv=None):
@@ -96,11 +97,11 @@ def main(argv=None):
         print(f"no run finished (exit code {code}); see {os.path.join(out_dir, 'logs')}", file=sys.stderr)
         return code or 1
     results = pd.read_csv(csv_path)
-    models = len(results)
+    common = spec["common"]
     print()
-    print(f"ml-100k, seed {', '.join(map(str, sorted(results['seed'].unique())))}: every model at most "
-          f"{spec['common']['epochs']} epochs, early stopping on validation NDCG@10, test read once at the best "
-          f"validation epoch; {models} models in {time.perf_counter() - start:.0f} s "
+    print(f"{', '.join(spec['datasets'])}, seed {', '.join(map(str, sorted(results['seed'].unique())))}: every model "
+          f"at most {common['epochs']} epochs, early stopping on validation {common['valid_metric']}, test read once "
+          f"at the best validation epoch; {len(results)} models in {time.perf_counter() - start:.0f} s "
           f"(train s: training epochs only; wall s: the whole run, data loading and evaluation included).")
     print()
     print(table(results, spec))

@@ -108,3 +108,30 @@ def test_the_authors_settings_stay_available_as_named_files(dataset, margins, we
         run.update(entry.get("overrides", {}))
         if run.get("loss_type", "MML") == "MML":
             assert (run["margins"], run["weights"], run["neg_weight"]) == (margins, weights, neg_weight), entry
+
+
+def _main_job_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ml100k_main", os.path.join(ROOT, "benchmarks", "ml100k_main.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_main_job_table_puts_the_best_first_and_says_when_mmlmf_is_not():
+    import pandas as pd
+
+    main_job = _main_job_module()
+    spec = {"models": ["BPR", {"label": "MMLMF", "model": "MMLMF"},
+                       {"label": "CCL", "model": "MMLMF", "overrides": {"loss_type": "CCL", "learning_rate": 0.009561}}]}
+    results = pd.DataFrame({
+        "label": ["MMLMF", "BPR", "CCL"], "test_recall@10": [0.25, 0.26, 0.2], "test_ndcg@10": [0.30, 0.33, 0.2],
+        "epochs_run": [20, 18, 10], "train_time_s": [48.1, 4.7, 29.2], "wall_time_s": [56.2, 13.8, 37.4],
+    })
+    rows = main_job.table(results, spec).splitlines()[2:]
+    assert [r.split(" | ")[0] for r in rows] == ["| BPR", "| MMLMF", "| CCL"]
+    assert "package defaults" in rows[1] and "loss_type CCL, learning_rate 0.00956" in rows[2]
+    assert main_job.verdict(results) == "MMLMF is not first: BPR reaches test NDCG@10 0.3300, 10.0% above MMLMF (0.3000)."
+    results.loc[results["label"] == "MMLMF", "test_ndcg@10"] = 0.363
+    assert main_job.verdict(results).startswith("MMLMF leads: test NDCG@10 0.3630, 10.0% above the next, BPR (0.3300)")
