@@ -119,7 +119,7 @@ def test_bad_input_gives_one_line_and_exit_code_2(workdir, capsys, args, message
 
 def test_unknown_key_can_be_downgraded_to_a_warning(workdir, caplog):
     config = build_config("MMLMF", "ml-100k", config_dict={"margin": 0.8, "strict_config_keys": False})
-    assert config["margins"] == [0.7, 0.8, 0.9]
+    assert config["margins"] == build_config("MMLMF", "ml-100k")["margins"]
     assert "unknown config key 'margin'" in caplog.text
 
 
