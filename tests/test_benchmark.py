@@ -140,3 +140,24 @@ def test_bad_benchmark_config_is_one_line_and_exit_2(workdir, capsys):
     err = capsys.readouterr().err
     assert not os.path.exists(workdir / "benchmarks")  # nothing written for a refused invocation
     assert "missing.yaml' does not exist" in err and "--labels: ['BPR']" in err and err.count("\n") == 2
+
+
+@pytest.mark.slow
+def test_runs_as_ray_tasks_give_the_rows_of_runs_in_this_process_and_a_failure_goes_on(workdir):
+    """``--jobs 2``: the runs go to a private local Ray as tasks; each row equals the same run in this
+    process (same seed, same numbers), and a run that fails is reported while the others finish."""
+    models = [{"label": "MMLMF-10", "model": "MMLMF", "overrides": {"num_negatives": 10}}, "BPR",
+              {"label": "BAD", "model": "MMLMF", "overrides": {"neg_replacement": False, "num_negatives": 10**6}}]
+    spec = {"output_dir": str(workdir / "ray"), "datasets": ["tiny"], "seeds": [3], "baseline": "BPR",
+            "models": models, "common": COMMON, "isolation": "inprocess"}
+    config = workdir / "bench.yaml"
+    config.write_text(yaml.safe_dump(spec))
+    assert cli_main(["benchmark", "--config", str(config), "--jobs", "2"]) == 1  # BAD failed
+    on_ray = pd.read_csv(workdir / "ray" / "results.csv").set_index("label")
+    assert sorted(on_ray.index) == ["BPR", "MMLMF-10"]
+    ran, _, failed = run_benchmark(check_spec(dict(spec, output_dir=str(workdir / "here"), models=models[:2])))
+    here = pd.read_csv(workdir / "here" / "results.csv").set_index("label")
+    for label in ("BPR", "MMLMF-10"):
+        assert on_ray.loc[label, "test_ndcg@20"] == here.loc[label, "test_ndcg@20"]
+    # a rerun finds both rows and retries only the failed run
+    assert cli_main(["benchmark", "--config", str(config), "--dry-run"]) == 0

@@ -22,6 +22,7 @@ from ray.tune.search.variant_generator import generate_variants
 from recbole_mml import cli
 from recbole_mml.config import PROPERTIES_DIR
 from recbole_mml.errors import ConfigError
+from recbole_mml.ray_session import init_local_ray
 from recbole_mml.tune import driver as tune
 from recbole_mml.tune.space import load_search_space
 
@@ -199,7 +200,7 @@ learning_rate: {choice: [0.005]}
 
 @pytest.fixture(scope="module")
 def ray_session():
-    tune.init_local_ray(num_cpus=2)
+    init_local_ray(num_cpus=2)
     yield
     ray.shutdown()
 

@@ -3,6 +3,8 @@
     python run_recbole_mml.py benchmark --config properties/benchmark/ml100k_smoke.yaml
     python run_recbole_mml.py benchmark --config my.yaml --dry-run      (list the runs)
     python run_recbole_mml.py benchmark --config my.yaml --report-only  (rebuild results.md)
+    python run_recbole_mml.py benchmark --config my.yaml --jobs 2       (two runs at a time, as Ray tasks)
+    python run_recbole_mml.py benchmark --config my.yaml --address=auto (the runs on an existing Ray cluster)
 """
 
 import argparse
@@ -29,12 +31,38 @@ def _parser():
                         help="comma-separated model labels to run now (default: all); the report covers every run")
     parser.add_argument("--dry-run", action="store_true", help="list the runs still to do, run nothing")
     parser.add_argument("--report-only", action="store_true", help="rebuild results.md from results.csv")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="run this many at a time as Ray tasks on a private local Ray (default: one "
+                             "subprocess after another)")
+    parser.add_argument("--address", default=None,
+                        help="run as Ray tasks on an existing cluster: 'auto' or ip:port")
+    parser.add_argument("--cpus_per_run", type=float, default=1, help="CPUs of each Ray task (its torch threads)")
+    parser.add_argument("--gpus_per_run", type=float, default=0, help="GPUs of each Ray task (fractions share one)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     return parser
 
 
-def run_benchmark(spec, out_dir=None, dry_run=False, report_only=False, labels=None):
+def _executions(spec, pending, out_dir, ray_options):
+    """``(run, row, error)`` for every pending run: Ray tasks when ``ray_options`` says so, else one
+    after another (a subprocess each, or in this process)."""
+    if ray_options:
+        from recbole_mml.benchmark.distributed import run_on_ray
+
+        yield from run_on_ray(pending, **ray_options)
+        return
+    for run in pending:
+        log_path = os.path.join(out_dir, "logs", run["run_id"].replace("|", "__").replace("=", "-") + ".log")
+        if spec["isolation"] == "subprocess":
+            yield (run, *run_subprocess(run, log_path, spec.get("timeout")))
+        else:
+            yield run, execute(run["model"], run["dataset"], run["config"]), None
+
+
+def run_benchmark(spec, out_dir=None, dry_run=False, report_only=False, labels=None, ray_options=None):
     """Run every planned run not yet in results.csv; returns (ran, skipped, failed) run ids.
+
+    ``ray_options`` (``address``, ``jobs``, ``cpus_per_run``, ``gpus_per_run``) runs them as Ray tasks,
+    each row appended as its task finishes.
 
     ``labels`` restricts this invocation to some models, so cheap runs of several benchmarks can
     go before the expensive ones; the results of all invocations share one results.csv.
@@ -58,17 +86,11 @@ def run_benchmark(spec, out_dir=None, dry_run=False, report_only=False, labels=N
         if report_only and os.path.isfile(csv_path):
             write_report(spec, pd.read_csv(csv_path), out_dir)
         return [], skipped, []
-    from logging import getLogger
-
     ran, failed = [], []
-    progress = tqdm(pending, desc="benchmark", unit="run")
-    for run in progress:
+    progress = tqdm(total=len(pending), desc="benchmark", unit="run")
+    for run, row, error in _executions(spec, pending, out_dir, ray_options):
+        progress.update()
         progress.set_postfix_str(run["run_id"])
-        log_path = os.path.join(out_dir, "logs", run["run_id"].replace("|", "__").replace("=", "-") + ".log")
-        if spec["isolation"] == "subprocess":
-            row, error = run_subprocess(run, log_path, spec.get("timeout"))
-        else:
-            row, error = execute(run["model"], run["dataset"], run["config"]), None
         if error:
             failed.append(run["run_id"])
             getLogger().error(f"benchmark run {run['run_id']} failed: {error}")
@@ -79,6 +101,7 @@ def run_benchmark(spec, out_dir=None, dry_run=False, report_only=False, labels=N
         append_row(csv_path, record)
         ran.append(run["run_id"])
         write_report(spec, pd.read_csv(csv_path), out_dir)
+    progress.close()
     return ran, skipped, failed
 
 
@@ -88,7 +111,13 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     spec = load_spec(args.config)
     labels = [label.strip() for label in args.labels.split(",") if label.strip()] if args.labels else None
-    ran, skipped, failed = run_benchmark(spec, args.output_dir, args.dry_run, args.report_only, labels)
+    if args.jobs is not None and args.jobs < 1:
+        raise ConfigError(f"--jobs: expected an integer >= 1, got {args.jobs}")
+    ray_options = None
+    if args.jobs or args.address:
+        ray_options = {"address": args.address, "jobs": args.jobs, "cpus_per_run": args.cpus_per_run,
+                       "gpus_per_run": args.gpus_per_run}
+    ran, skipped, failed = run_benchmark(spec, args.output_dir, args.dry_run, args.report_only, labels, ray_options)
     out_dir = args.output_dir or spec["output_dir"]
     if not args.dry_run:
         print(f"{len(ran)} run(s) done, {len(skipped)} already in {os.path.join(out_dir, 'results.csv')}, "

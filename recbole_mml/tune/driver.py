@@ -13,45 +13,13 @@ import sys
 import threading
 import time
 
-import recbole_mml
 from recbole_mml.errors import ConfigError, SearchInterrupted
 from recbole_mml.quick_start import split_dataset
+from recbole_mml.ray_session import attach_ray, init_local_ray
 from recbole_mml.tune.args import parse_args, resume_command, save_args
 from recbole_mml.tune.outputs import EXPERIMENT_NAME, write_outputs
 from recbole_mml.tune.plan import plan_search
 from recbole_mml.tune.trainable import train_trial
-
-
-def source_root():
-    """The checkout recbole_mml runs from (``setup.py`` beside the package), or None when installed."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(recbole_mml.__file__)))
-    return root if os.path.isfile(os.path.join(root, "setup.py")) else None
-
-
-def init_local_ray(num_cpus=None):
-    """Start a private local Ray whose workers import recbole_mml as this process does."""
-    import ray
-
-    paths = [source_root()] + os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    ray.init(
-        address="local", num_cpus=num_cpus, include_dashboard=False,
-        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(p for p in paths if p))}},
-    )
-
-
-def attach_ray(address):
-    """Join an existing cluster and, from a checkout, ship the source tree to its workers (Ray's
-    runtime_env working_dir, which leaves out what .gitignore lists); the nodes need the same packages."""
-    import ray
-
-    root = source_root()
-    try:
-        ray.init(address=address, runtime_env={"working_dir": root} if root else None)
-    except ConnectionError as e:
-        raise ConfigError(
-            f"--address: cannot join the Ray cluster at '{address}' ({e}); a cluster with token "
-            f"authentication (Ray's default) needs RAY_AUTH_MODE=token and its token"
-        ) from None
 
 
 def _searcher(args, metric, mode, seed):
