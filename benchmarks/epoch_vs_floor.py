@@ -72,6 +72,7 @@ def main(argv=None):
     parser.add_argument("--profile", type=int, default=0, metavar="K",
                         help="instead: profile one epoch of the first learner and print the K costliest functions")
     args, overrides = parser.parse_known_args(argv)
+    out = os.path.abspath(args.out) if args.out else None  # the runs below work in a temporary folder
     torch.set_num_threads(args.threads)
     data_path = os.path.join(ROOT, "dataset")
     rows = []
@@ -113,8 +114,8 @@ def main(argv=None):
     print(f"{args.dataset}: {sizes[2]} training pairs, batch {batch}, {candidates} candidates "
           f"({sharing}), {args.threads} thread(s), median of {args.repeats}")
     print(table.to_markdown(index=False))
-    if args.out:
-        table.to_csv(args.out, index=False)
+    if out:
+        table.to_csv(out, index=False)
 
 
 if __name__ == "__main__":
