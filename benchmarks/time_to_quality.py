@@ -187,6 +187,23 @@ def record_row(table, row):
         os.replace(table + ".tmp", table)
 
 
+def from_curve(config_file, overrides, label, results=RESULTS):
+    """The row of a run that was stopped before it wrote one (a killed process), from its curve:
+    the test numbers of its best validation so far; no per-user scores and no floor."""
+    config = build_config(config_dict=None, config_file_list=[config_file], cmd_args=overrides)
+    curve = pd.read_csv(os.path.join(results, label, "curve.csv"))
+    best, last = curve.loc[curve["valid_ndcg@20"].idxmax()], curve.iloc[-1]
+    row = {**run_settings(config, label), "epochs_run": int(last["epoch"]), "best_epoch": int(best["epoch"]),
+           "best_valid_ndcg@20": best["valid_ndcg@20"], "test_recall@20": best["test_recall@20"],
+           "test_ndcg@20": best["test_ndcg@20"], "time_to_best_s": best["wall_s"], "wall_s": last["wall_s"],
+           "cpu_s": last["cpu_s"], "epoch_s": round(last["train_s"] / last["epoch"], 2), "protocol": PROTOCOL_VALID,
+           "stopped": f"interrupted after epoch {int(last['epoch'])}; row from its curve",
+           "config": os.path.relpath(config_file, ROOT),
+           "overrides": " ".join(o for o in overrides if not o.startswith("--data_path="))}
+    record_row(os.path.join(results, "results.csv"), row)
+    return row
+
+
 def fulltrain(config_file, overrides, epochs, label, results=RESULTS):
     """The published protocol without selecting on test: train on the whole published training set
     for ``epochs`` (the best epoch that early stopping chose on valid), then score test once."""
@@ -227,6 +244,8 @@ def main(argv=None):
     parser.add_argument("--retrain", action="store_true",
                         help="then train on fulltrain for the best epoch chosen on valid and score test once "
                              "(label <label>-fulltrain)")
+    parser.add_argument("--from_curve", action="store_true",
+                        help="only write the row of an interrupted run (label as given) from its curve.csv")
     parser.add_argument("--fulltrain_epochs", type=int,
                         help="only the fulltrain run, for this many epochs (label as given)")
     args, overrides = parser.parse_known_args(argv)
@@ -239,6 +258,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)  # RecBole's logs and checkpoints stay out of the working tree
         try:
+            if args.from_curve:
+                return from_curve(config_file, overrides, label, results)
             if args.fulltrain_epochs:
                 return fulltrain(config_file, overrides, args.fulltrain_epochs, label, results)
             row = run(config_file, overrides, args.minutes, label, results)

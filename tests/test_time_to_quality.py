@@ -65,3 +65,20 @@ def test_fulltrain_trains_on_the_published_training_set_and_scores_test_once(tmp
     assert len(per_user) == 40
     assert per_user["ndcg@20"].mean() == pytest.approx(row["test_ndcg@20"], abs=6e-5)
     assert pd.read_csv(results / "results.csv").label.tolist() == ["f"]
+
+
+def test_an_interrupted_run_gets_its_row_from_its_curve(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("model: MMLMF\ndataset: tiny\nlearner: sparse_adam\nmetrics: [Recall, NDCG]\ntopk: [20]\n"
+                      "valid_metric: NDCG@20\nstate: ERROR\n")
+    results = tmp_path / "results"
+    (results / "k").mkdir(parents=True)
+    pd.DataFrame({"epoch": [2, 4, 6], "wall_s": [10.0, 20.0, 30.0], "cpu_s": [9.0, 18.0, 27.0],
+                  "train_s": [8.0, 16.0, 24.0], "valid_ndcg@20": [0.1, 0.3, 0.2], "test_recall@20": [0.2, 0.4, 0.5],
+                  "test_ndcg@20": [0.05, 0.15, 0.2]}).to_csv(results / "k" / "curve.csv", index=False)
+    row = time_to_quality.main(["--config", str(config), "--results", str(results), "--label", "k", "--from_curve",
+                                f"--data_path={tmp_path}"])
+    # the best validation (epoch 4) decides, not the last epoch
+    assert (row["best_epoch"], row["epochs_run"], row["test_recall@20"], row["epoch_s"]) == (4, 6, 0.4, 4.0)
+    assert row["stopped"] == "interrupted after epoch 6; row from its curve"
+    assert pd.read_csv(results / "results.csv").label.tolist() == ["k"]
