@@ -161,8 +161,8 @@ def generated_section(results, figure):
              "set, early stopping and the best epoch are chosen on `valid`, and the test numbers are those of that "
              "epoch (test is scored at every validation for the curve only, off the clock). The targets are the best "
              "published MF numbers, which were selected on the test set after up to 389 epochs on a GPU. One torch "
-             "thread per run, two runs at a time on the 2-core machine; `CPU min` is the process's own CPU time, so "
-             "the difference to `wall min` is time lost to other jobs.",
+             "thread per run; `CPU min` is the process's own CPU time (evaluations included), so "
+             "the difference to `wall min` is time lost to other jobs running beside it.",
              time_to_quality_table(main_runs)]
     if len(main_runs):
         plot(main_runs, results, os.path.join(ROOT, figure))

@@ -10,6 +10,7 @@ import sys
 import zipfile
 
 import pytest
+import yaml
 
 from conftest import ROOT
 
@@ -149,4 +150,6 @@ def test_the_installed_wheel_trains_mmlmf_with_the_checkouts_defaults(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     installed, defaults, result_type = done.stdout.strip().splitlines()[-3:]
     assert installed.startswith(str(target))
-    assert defaults == "[0.7, 0.8, 0.9] 700.0 1048576" and result_type == "float"
+    shared = yaml.safe_load(open(os.path.join(ROOT, "properties", "model", "ContrastiveRecommender.yaml")))
+    expected = f"{shared['margins']} {float(shared['neg_weight'])} {shared['eval_batch_size']}"
+    assert defaults == expected and result_type == "float"  # the checkout's defaults, read from the wheel
