@@ -13,6 +13,11 @@ spec = importlib.util.spec_from_file_location("time_to_quality", os.path.join(RO
 time_to_quality = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(time_to_quality)
 
+# MMLMF on the tiny data written by each test; the tests add epochs, batch and protocol keys
+RUN_YAML = ("model: MMLMF\ndataset: tiny\nlearner: sparse_adam\nlearning_rate: 0.01\nneg_sharing: batch\n"
+            "num_negatives: 20\nmargins: [0.3, 0.5, 0.7]\nneg_weight: 10.0\nmetrics: [Recall, NDCG]\ntopk: [20]\n"
+            "valid_metric: NDCG@20\nstate: ERROR\nshow_progress: False\n")
+
 
 def test_curve_summary_and_per_user_scores_agree(tmp_path):
     data = tmp_path / "data" / "tiny"
@@ -21,10 +26,7 @@ def test_curve_summary_and_per_user_scores_agree(tmp_path):
     lines = ["user_id:token\titem_id:token"] + [f"u{u}\ti{i}" for u in range(60) for i in rng.choice(80, 15, replace=False)]
     (data / "tiny.inter").write_text("\n".join(lines) + "\n")
     config = tmp_path / "run.yaml"
-    config.write_text("model: MMLMF\ndataset: tiny\nlearner: sparse_adam\nlearning_rate: 0.01\nepochs: 3\n"
-                      "train_batch_size: 128\nneg_sharing: batch\nnum_negatives: 20\nmargins: [0.3, 0.5, 0.7]\n"
-                      "neg_weight: 10.0\nmetrics: [Recall, NDCG]\ntopk: [20]\nvalid_metric: NDCG@20\n"
-                      "stopping_step: 10\nstate: ERROR\nshow_progress: False\n")
+    config.write_text(RUN_YAML + "epochs: 3\ntrain_batch_size: 128\nstopping_step: 10\n")
     results = tmp_path / "results"
     row = time_to_quality.main(["--config", str(config), "--results", str(results), "--label", "t",
                                 f"--data_path={tmp_path / 'data'}"])
@@ -50,10 +52,7 @@ def test_fulltrain_trains_on_the_published_training_set_and_scores_test_once(tmp
     (data / "tiny.fulltrain.inter").write_text("\n".join([header] + [f"u{u}\ti{i}" for u, i in pairs[::2]]) + "\n")
     (data / "tiny.test.inter").write_text("\n".join([header] + [f"u{u}\ti{i}" for u, i in pairs[1::2]]) + "\n")
     config = tmp_path / "run.yaml"
-    config.write_text("model: MMLMF\ndataset: tiny\nlearner: sparse_adam\nlearning_rate: 0.01\nepochs: 50\n"
-                      "train_batch_size: 64\nneg_sharing: batch\nnum_negatives: 20\nmargins: [0.3, 0.5, 0.7]\n"
-                      "neg_weight: 10.0\nmetrics: [Recall, NDCG]\ntopk: [20]\nvalid_metric: NDCG@20\n"
-                      "eval_args: {group_by: user, order: RO, mode: full}\nstate: ERROR\nshow_progress: False\n")
+    config.write_text(RUN_YAML + "epochs: 50\ntrain_batch_size: 64\neval_args: {group_by: user, order: RO, mode: full}\n")
     results = tmp_path / "results"
     row = time_to_quality.main(["--config", str(config), "--results", str(results), "--label", "f",
                                 "--fulltrain_epochs", "3", f"--data_path={tmp_path / 'data'}"])
