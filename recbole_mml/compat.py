@@ -20,6 +20,7 @@ import ast
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 import textwrap
 import types
@@ -154,8 +155,9 @@ def _checkpoint_readers():
 
 
 def _sine_switches_anomaly_mode_on():
-    spec = importlib.util.find_spec("recbole.model.sequential_recommender.sine")
-    with open(spec.origin, encoding="utf-8") as f:
+    # Read the file without importing its package: the package's __init__ imports sine.py itself.
+    root = os.path.dirname(importlib.util.find_spec("recbole").origin)
+    with open(os.path.join(root, "model", "sequential_recommender", "sine.py"), encoding="utf-8") as f:
         return "set_detect_anomaly(True)" in f.read()
 
 

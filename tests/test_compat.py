@@ -256,3 +256,14 @@ def test_another_recbole_version_gets_a_warning_and_no_fix(monkeypatch):
 def test_a_changed_recbole_source_is_refused_not_replaced():
     with pytest.raises(RuntimeError, match=r"Dataset\._fill_nan no longer contains 'fillna\(value=1'"):
         compat.rewritten(Dataset._fill_nan, {"fillna(value=1": "fillna(value=2"})
+
+
+def test_anomaly_mode_stays_off_after_recbole_models_are_imported():
+    """SINE's module switches torch's anomaly detection on at import (a stack trace per forward op,
+    about a quarter of an MMLMF epoch); checking whether the fix is needed must not import it."""
+    import subprocess
+
+    code = ("import torch, recbole_mml.quick_start; from recbole.utils import get_model; get_model('SINE'); "
+            "import recbole.model.sequential_recommender.sine; print(torch.is_anomaly_enabled())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False"
