@@ -68,9 +68,68 @@ def test_report_writes_tables_and_user_level_tests_and_keeps_the_hand_written_te
     mml = pd.read_csv(results / "time_to_quality" / "g-mml" / "per_user_test.csv.gz")
     ccl = pd.read_csv(results / "time_to_quality" / "g-ccl" / "per_user_test.csv.gz")
     tests = report.paired_user_tests(pd.read_csv(results / "time_to_quality" / "results.csv").iloc[:2],
-                                     str(results))
+                                     str(results / "time_to_quality"))
     recall = tests[tests.metric == "recall@20"].iloc[0]
     assert (recall.a, recall.b, recall.users) == ("g-mml", "g-ccl", 200)
     assert recall.ttest_p == pytest.approx(stats.ttest_rel(mml["recall@20"], ccl["recall@20"]).pvalue)
     assert recall["diff"] == pytest.approx(0.05, abs=0.01) and recall.ttest_p < 1e-6
     assert "MMLMF learner=sparse_adam" in text
+
+
+spec_claim = importlib.util.spec_from_file_location("negatives_claim", os.path.join(ROOT, "benchmarks", "negatives_claim.py"))
+claim = importlib.util.module_from_spec(spec_claim)
+spec_claim.loader.exec_module(claim)
+
+
+def claim_row(dataset, loss, form, seed, recall, stopped="early stopping or epochs"):
+    sharing, n, pool = claim.FORMS[form]
+    row = run_row(claim.label(dataset, loss, form, seed), loss, sharing, pool, seed, recall, recall / 2)
+    return {**row, "dataset": dataset, "num_negatives": n, "stopped": stopped, "epochs_run": 30, "best_epoch": 20}
+
+
+def test_claim_plan_puts_the_claims_rows_first_and_resumes_from_finished_rows(tmp_path, monkeypatch):
+    plan = claim.plan()
+    assert [p[0] for p in plan[:4]] == ["gowalla-mml-row10-s2020", "gowalla-ccl-row10-s2020",
+                                        "yelp2018-mml-row10-s2020", "yelp2018-ccl-row10-s2020"]
+    assert len(plan) == len({p[0] for p in plan}) == 3 * (2 * 2 * 2 + 2 * 2 + 2 * 2 * 2)
+    assert "--neg_pool_size=2000" in claim.command("gowalla", "CCL", "pool100", 2021)
+    assert "--loss_type=CCL" in claim.command("gowalla", "CCL", "pool100", 2021)
+    results = tmp_path / "negatives"
+    results.mkdir()
+    pd.DataFrame([claim_row("gowalla", "MML", "row10", 2020, 0.15),
+                  claim_row("gowalla", "CCL", "row10", 2020, 0.14, "interrupted after epoch 3; row from its curve")]
+                 ).to_csv(results / "results.csv", index=False)
+    status = claim.status(str(results)).set_index("label")
+    assert status.loc["gowalla-mml-row10-s2020", "state"] == "done"
+    assert status.loc["gowalla-ccl-row10-s2020", "state"] == "pending"  # interrupted runs run again
+    assert status.loc["gowalla-ccl-row10-s2020", "est_min"] == pytest.approx(130.0 / 60, abs=0.05)
+    commands = []
+    monkeypatch.setattr(claim.subprocess, "run", lambda args, check: commands.append(args))
+    claim.main(["--results", str(results), "--dataset", "gowalla", "--only", "CCL", "--max_runs", "2"])
+    labels = [args[args.index("--label") + 1] for args in commands]
+    assert labels == ["gowalla-ccl-row10-s2020", "gowalla-ccl-pool100-s2020"]
+
+
+def test_claim_section_averages_seeds_tests_users_and_lists_what_is_pending(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "ROOT", str(tmp_path))
+    (tmp_path / "docs").mkdir()
+    folder = tmp_path / "results" / "negatives"
+    folder.mkdir(parents=True)
+    rows = [claim_row("gowalla", "MML", "row10", 2020, 0.16), claim_row("gowalla", "MML", "row10", 2021, 0.18),
+            claim_row("gowalla", "CCL", "row10", 2020, 0.15), claim_row("gowalla", "CCL", "row10", 2021, 0.15)]
+    pd.DataFrame(rows).to_csv(folder / "results.csv", index=False)
+    users = [f"u{i}" for i in range(100)]
+    base = np.random.default_rng(1).random(100)
+    for row in rows:
+        (folder / row["label"]).mkdir()
+        shift = 0.02 if row["loss_type"] == "MML" else 0.0
+        noise = np.random.default_rng(row["seed"]).normal(0, 0.01, 100)
+        pd.DataFrame({"user_id": users, "recall@20": base + shift + noise, "ndcg@20": base / 2 + shift}).to_csv(
+            folder / row["label"] / "per_user_test.csv.gz", index=False)
+    text = "\n\n".join(report.claim_section(str(tmp_path / "results")))
+    assert "| gowalla | 10 per row | MML | 2 | 30 (20), 30 (20) | 0.1700 ± 0.0141 |" in text
+    assert "| gowalla | 10 per row | CCL | 2 |" in text
+    assert "| gowalla | gowalla-mml-row10-s2020 | gowalla-ccl-row10-s2020 | recall@20 | 100 |" in text
+    assert "| gowalla | gowalla-mml-row10-s2021 | gowalla-ccl-row10-s2021 | recall@20 | 100 |" in text
+    assert (tmp_path / "docs" / "negatives_gowalla.png").stat().st_size > 0
+    assert "| gowalla | row10 | MML | 2022 |" in text and "| yelp2018 | row10 | MML | 2020, 2021, 2022 | not measured yet |" in text

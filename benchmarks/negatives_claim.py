@@ -1,0 +1,128 @@
+"""MML against CCL (and SSM, BSL) at N = 10, 100 and 800 negatives per positive, trained until early
+stopping on valid, several seeds: the paper's claim, converged, with per-user scores for paired tests.
+
+    python benchmarks/negatives_claim.py --list                     # the plan: done, pending, estimated cost
+    python benchmarks/negatives_claim.py [--dataset gowalla] [--only MML CCL] [--max_runs K]
+
+Every run is ``benchmarks/time_to_quality.py`` on ``properties/fast/<dataset>.yaml`` (MMLMF, sparse
+Adam lr 5e-3, batch 1024, ``[train, valid, test]``, early stopping after 5 evaluations without a better
+valid NDCG@20) with the loss and negatives of its plan entry; rows and per-user test scores go to
+``benchmarks/results/negatives/``. Runs whose row is there already are skipped, so the plan resumes
+from the committed rows. The order is the issue's: the claim's rows (MML and CCL at N = 10 and 100,
+both datasets) seed by seed first, then N = 800, then SSM and BSL.
+
+Negatives: N = 10 per row is the published form. N = 100 per row costs 25x the shared form on a CPU,
+so it is drawn per row from a per-batch pool of P = 2000 items (``neg_sharing: pool``, see the pool
+sweep in BENCHMARKS.md). N = 800 per row does not fit the budget at all: it runs shared by the batch
+(``neg_sharing: batch``), and its label says so.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+
+import pandas as pd
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "benchmarks", "results", "negatives")
+DATASETS = ("gowalla", "yelp2018")
+SEEDS = (2020, 2021, 2022)
+# label part -> (neg_sharing, num_negatives, neg_pool_size)
+FORMS = {"row10": ("row", 10, None), "pool100": ("pool", 100, 2000), "shared800": ("batch", 800, None)}
+# MML keeps the dataset's author setting from the fast yaml; the others replace the loss.
+LOSSES = {
+    "MML": [],
+    "CCL": ["--loss_type=CCL", "--ccl_margin=0.9", "--neg_weight=150"],  # SimpleX's Gowalla / Yelp2018 setting
+    "SSM": ["--loss_type=SSM", "--temperature=0.08"],
+    "BSL": ["--loss_type=BSL", "--temperature=0.08", "--bsl_neg_power=1.22"],  # the BSL authors' Gowalla MF
+}
+
+
+def plan():
+    """The runs in the order they should finish: (label, dataset, loss, form, seed)."""
+    runs = []
+    for seed in SEEDS:  # the claim first: MML and CCL at 10 and 100, seed by seed
+        for form in ("row10", "pool100"):
+            for dataset in DATASETS:
+                runs += [(label(dataset, loss, form, seed), dataset, loss, form, seed) for loss in ("MML", "CCL")]
+    for seed in SEEDS:
+        for dataset in DATASETS:
+            runs += [(label(dataset, loss, "shared800", seed), dataset, loss, "shared800", seed) for loss in ("MML", "CCL")]
+    for seed in SEEDS:
+        for form in ("pool100", "shared800"):
+            for dataset in DATASETS:
+                runs += [(label(dataset, loss, form, seed), dataset, loss, form, seed) for loss in ("SSM", "BSL")]
+    return runs
+
+
+def label(dataset, loss, form, seed):
+    return f"{dataset}-{loss.lower()}-{form}-s{seed}"
+
+
+def command(dataset, loss, form, seed, results=RESULTS, minutes=240):
+    sharing, n, pool = FORMS[form]
+    args = [sys.executable, os.path.join(ROOT, "benchmarks", "time_to_quality.py"),
+            "--config", os.path.join(ROOT, "properties", "fast", f"{dataset}.yaml"),
+            "--label", label(dataset, loss, form, seed), "--results", results, "--minutes", str(minutes),
+            f"--neg_sharing={sharing}", f"--num_negatives={n}", f"--seed={seed}", *LOSSES[loss]]
+    return args + ([f"--neg_pool_size={pool}"] if pool else [])
+
+
+def finished(results=RESULTS):
+    """Rows of runs that ended by early stopping or their epochs (not interrupted ones)."""
+    path = os.path.join(results, "results.csv")
+    if not os.path.isfile(path):
+        return pd.DataFrame(columns=["label", "dataset", "neg_sharing", "wall_s", "stopped"])
+    rows = pd.read_csv(path)
+    return rows[~rows.stopped.astype(str).str.startswith("interrupted")]
+
+
+def estimate_minutes(done, dataset, form):
+    """Wall minutes of a pending run: the mean of finished runs of the same dataset and negatives."""
+    same = done[(done.dataset == dataset) & (done.label.str.contains(f"-{form}-"))]
+    return same.wall_s.mean() / 60 if len(same) else float("nan")
+
+
+def status(results=RESULTS):
+    """The plan with each run's state and, for pending runs, its estimated wall minutes."""
+    done = finished(results)
+    rows = []
+    for name, dataset, loss, form, seed in plan():
+        state = "done" if name in set(done.label) else "pending"
+        rows.append({"label": name, "dataset": dataset, "loss": loss, "negatives": form, "seed": seed, "state": state,
+                     "est_min": round(estimate_minutes(done, dataset, form), 1) if state == "pending" else None})
+    return pd.DataFrame(rows)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--list", action="store_true", help="print the plan and stop")
+    parser.add_argument("--dataset", choices=DATASETS, nargs="+", default=list(DATASETS))
+    parser.add_argument("--only", nargs="+", choices=sorted(LOSSES), help="these losses only")
+    parser.add_argument("--forms", nargs="+", choices=sorted(FORMS), help="these negatives only")
+    parser.add_argument("--max_runs", type=int, default=0, help="stop after this many runs (0: all pending)")
+    parser.add_argument("--results", default=RESULTS)
+    args = parser.parse_args(argv)
+    results = os.path.abspath(args.results)
+    table = status(results)
+    if args.list:
+        print(table.to_string(index=False))
+        return 0
+    started = 0
+    for run in table.itertuples():
+        if run.state == "done" or run.dataset not in args.dataset or (args.only and run.loss not in args.only) \
+                or (args.forms and run.negatives not in args.forms):
+            continue
+        if run.label in set(finished(results).label):  # finished meanwhile by another driver
+            continue
+        print(f"== {run.label}", flush=True)
+        subprocess.run(command(run.dataset, run.loss, run.negatives, run.seed, results), check=True)
+        started += 1
+        if args.max_runs and started >= args.max_runs:
+            break
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
