@@ -117,7 +117,16 @@ def run_settings(config, label):
         "neg_pool_size": config["neg_pool_size"] if config["neg_sharing"] == "pool" else "",
         "learner": config["learner"], "learning_rate": config["learning_rate"],
         "train_batch_size": config["train_batch_size"], "threads": torch_threads(config), "seed": config["seed"],
+        "device": device_name(config),
     }
+
+
+def device_name(config):
+    """Where the run trained: wall times are comparable only on the same device."""
+    import torch
+
+    device = torch.device(config["device"])
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 def write_per_user(out_dir, dataset, test_data, values):
@@ -141,7 +150,9 @@ def run(config_file, overrides, minutes, label, results=RESULTS):
     init_logger(config)
     dataset, train_data, valid_data, test_data = prepare_data(config)
     sizes = (dataset.user_num - 1, dataset.item_num - 1, len(train_data._dataset))
-    floors = [floor_epoch(config, *sizes)] if config["model"].startswith("MML") else []
+    # the floor is timed on the CPU threads of the run; off the machine that holds the script (or on a GPU) there is none
+    timed = config["model"].startswith("MML") and os.path.isfile(FLOOR_SCRIPT) and str(config["device"]) == "cpu"
+    floors = [floor_epoch(config, *sizes)] if timed else []
     trainer = build_trainer(config, dataset, train_data)
     trainer.__class__ = type(f"Curve{type(trainer).__name__}", (CurveMixin, type(trainer)), {})
     trainer.start_curve(test_data, minutes * 60, os.path.join(out_dir, "curve.csv"))
