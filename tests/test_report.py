@@ -44,6 +44,14 @@ def results(tmp_path):
         base = np.random.default_rng(1).random(200)
         pd.DataFrame({"user_id": users, "recall@20": base + shift + rng.normal(0, 0.01, 200),
                       "ndcg@20": base / 2 + shift + rng.normal(0, 0.01, 200)}).to_csv(ttq / label / "per_user_test.csv.gz", index=False)
+    learners = folder / "learners"
+    learners.mkdir()
+    pd.DataFrame([run_row("g-sparse", "MML"), {**run_row("g-dense", "MML"), "learner": "adam"}]).to_csv(
+        learners / "results.csv", index=False)
+    for label in ("g-sparse", "g-dense"):
+        (learners / label).mkdir()
+        pd.DataFrame({"epoch": [1, 2], "wall_s": [60.0, 120.0], "cpu_s": [55.0, 110.0],
+                      "test_recall@20": [0.05, 0.1]}).to_csv(learners / label / "curve.csv", index=False)
     (folder / "epoch_vs_floor").mkdir()
     pd.DataFrame({"run": ["MMLMF learner=sparse_adam"], "epoch_s": [11.0], "over_sparse_floor": [1.1]}).to_csv(
         folder / "epoch_vs_floor" / "gowalla.csv", index=False)
@@ -74,6 +82,8 @@ def test_report_writes_tables_and_user_level_tests_and_keeps_the_hand_written_te
     assert recall.ttest_p == pytest.approx(stats.ttest_rel(mml["recall@20"], ccl["recall@20"]).pvalue)
     assert recall["diff"] == pytest.approx(0.05, abs=0.01) and recall.ttest_p < 1e-6
     assert "MMLMF learner=sparse_adam" in text
+    assert "## Sparse against dense Adam at equal time" in text and "| g-dense | gowalla |" in text
+    assert (tmp_path / "docs" / "learners.png").stat().st_size > 0
 
 
 spec_claim = importlib.util.spec_from_file_location("negatives_claim", os.path.join(ROOT, "benchmarks", "negatives_claim.py"))
