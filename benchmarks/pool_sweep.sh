@@ -7,7 +7,7 @@ set -e
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
 for seed in ${@:-2020 2021}; do
-  for case in "batch 100 1000" "pool 100 500" "pool 100 2000" "pool 100 8000" "row 10 1000" "row 100 1000"; do
+  for case in "batch 100 1000" "pool 100 500" "pool 100 1000" "pool 100 2000" "pool 100 8000" "row 10 1000" "row 100 1000"; do
     set -- $case
     label="pool-$1-n$2-s$seed"
     if [ "$1" = pool ]; then label="pool-$1-n$2-p$3-s$seed"; fi
