@@ -127,10 +127,11 @@ class ContrastiveRecommender(GeneralRecommender):
                 masks.append(same | self.train_pairs.contains(users, pos) if self.train_pairs is not None else same)
             if ids is not None:
                 scores = user_e @ self.item_vectors(ids, item_table).T
-                mask = self.train_pairs.contains(users, ids) if self.train_pairs is not None else None
-                if negatives.picks is not None:  # each row picks its own N of the pool
+                if negatives.picks is not None:  # each row picks its own N of the pool: only those are masked
                     scores = scores.gather(1, negatives.picks)
-                    mask = mask.gather(1, negatives.picks) if mask is not None else None
+                    mask = self.train_pairs.contains(users, ids[negatives.picks]) if self.train_pairs is not None else None
+                else:
+                    mask = self.train_pairs.contains(users, ids) if self.train_pairs is not None else None
                 parts.append(scores)
                 masks.append(mask if mask is not None else torch.zeros_like(scores, dtype=torch.bool))
             scores, mask = (parts[0], masks[0]) if len(parts) == 1 else (torch.cat(parts, dim=1), torch.cat(masks, dim=1))
