@@ -9,7 +9,9 @@ Adam lr 5e-3, batch 1024, ``[train, valid, test]``, early stopping after 5 evalu
 valid NDCG@20) with the loss and negatives of its plan entry; rows and per-user test scores go to
 ``benchmarks/results/negatives/``. Runs whose row is there already are skipped, so the plan resumes
 from the committed rows. The order is the issue's: the claim's rows (MML and CCL at N = 10 and 100,
-both datasets) seed by seed first, then N = 800, then SSM and BSL.
+both datasets) seed by seed first, then N = 800, then the first seed's MML and CCL runs retrained
+on the whole published training set for the epochs early stopping chose (``[fulltrain, test, test]``,
+test scored once: the published protocol without selecting on test), then SSM and BSL.
 
 Negatives: N = 10 per row is the published form. N = 100 per row costs 25x the shared form on a CPU,
 so it is drawn per row from a per-batch pool of P = 2000 items (``neg_sharing: pool``, see the pool
@@ -28,6 +30,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "negatives")
 DATASETS = ("gowalla", "yelp2018")
 SEEDS = (2020, 2021, 2022)
+FULLTRAIN = "-fulltrain"  # label suffix of a retraining on the published training set
 # label part -> (neg_sharing, num_negatives, neg_pool_size)
 FORMS = {"row10": ("row", 10, None), "pool100": ("pool", 100, 2000), "shared800": ("batch", 800, None)}
 # MML keeps the dataset's author setting from the fast yaml; the others replace the loss.
@@ -49,6 +52,10 @@ def plan():
     for seed in SEEDS:
         for dataset in DATASETS:
             runs += [(label(dataset, loss, "shared800", seed), dataset, loss, "shared800", seed) for loss in ("MML", "CCL")]
+    for form in ("row10", "pool100"):  # the published protocol for the main rows: retrain on fulltrain
+        for dataset in DATASETS:
+            runs += [(label(dataset, loss, form, SEEDS[0]) + FULLTRAIN, dataset, loss, form, SEEDS[0])
+                     for loss in ("MML", "CCL")]
     for seed in SEEDS:
         for form in ("pool100", "shared800"):
             for dataset in DATASETS:
@@ -60,13 +67,22 @@ def label(dataset, loss, form, seed):
     return f"{dataset}-{loss.lower()}-{form}-s{seed}"
 
 
-def command(dataset, loss, form, seed, results=RESULTS, minutes=240):
+def command(dataset, loss, form, seed, results=RESULTS, minutes=240, fulltrain_epochs=None):
+    """The run's ``time_to_quality.py`` command; with ``fulltrain_epochs``, its retraining on fulltrain."""
     sharing, n, pool = FORMS[form]
+    name = label(dataset, loss, form, seed)
     args = [sys.executable, os.path.join(ROOT, "benchmarks", "time_to_quality.py"),
-            "--config", os.path.join(ROOT, "properties", "fast", f"{dataset}.yaml"),
-            "--label", label(dataset, loss, form, seed), "--results", results, "--minutes", str(minutes),
-            f"--neg_sharing={sharing}", f"--num_negatives={n}", f"--seed={seed}", *LOSSES[loss]]
+            "--config", os.path.join(ROOT, "properties", "fast", f"{dataset}.yaml"), "--results", results]
+    args += (["--label", name + FULLTRAIN, "--fulltrain_epochs", str(fulltrain_epochs)] if fulltrain_epochs
+             else ["--label", name, "--minutes", str(minutes)])
+    args += [f"--neg_sharing={sharing}", f"--num_negatives={n}", f"--seed={seed}", *LOSSES[loss]]
     return args + ([f"--neg_pool_size={pool}"] if pool else [])
+
+
+def best_epoch(done, name):
+    """The epoch early stopping chose for run ``name`` (None while it has no finished row)."""
+    row = done[done.label == name]
+    return int(row.best_epoch.iloc[0]) if len(row) else None
 
 
 def finished(results=RESULTS):
@@ -80,7 +96,8 @@ def finished(results=RESULTS):
 
 def estimate_minutes(done, dataset, form):
     """Wall minutes of a pending run: the mean of finished runs of the same dataset and negatives."""
-    same = done[(done.dataset == dataset) & (done.label.str.contains(f"-{form}-"))]
+    same = done[(done.dataset == dataset) & (done.label.str.contains(f"-{form}-"))
+                & ~done.label.str.endswith(FULLTRAIN)]
     return same.wall_s.mean() / 60 if len(same) else float("nan")
 
 
@@ -90,8 +107,14 @@ def status(results=RESULTS):
     rows = []
     for name, dataset, loss, form, seed in plan():
         state = "done" if name in set(done.label) else "pending"
-        rows.append({"label": name, "dataset": dataset, "loss": loss, "negatives": form, "seed": seed, "state": state,
-                     "est_min": round(estimate_minutes(done, dataset, form), 1) if state == "pending" else None})
+        estimate = estimate_minutes(done, dataset, form)
+        if name.endswith(FULLTRAIN):  # fulltrain (10% more pairs) for the chosen epochs, no validation
+            base = done[done.label == name[:-len(FULLTRAIN)]]
+            estimate = base.wall_s.iloc[0] / 60 * base.best_epoch.iloc[0] / base.epochs_run.iloc[0] if len(base) else float("nan")
+        protocol = "[fulltrain, test, test]" if name.endswith(FULLTRAIN) else "[train, valid, test]"
+        rows.append({"label": name, "dataset": dataset, "loss": loss, "negatives": form, "protocol": protocol,
+                     "seed": seed, "state": state,
+                     "est_min": round(estimate, 1) if state == "pending" else None})
     return pd.DataFrame(rows)
 
 
@@ -116,8 +139,14 @@ def main(argv=None):
             continue
         if run.label in set(finished(results).label):  # finished meanwhile by another driver
             continue
+        epochs = None
+        if run.label.endswith(FULLTRAIN):
+            epochs = best_epoch(finished(results), run.label[:-len(FULLTRAIN)])
+            if epochs is None:  # its run has not finished: nothing to retrain yet
+                continue
         print(f"== {run.label}", flush=True)
-        subprocess.run(command(run.dataset, run.loss, run.negatives, run.seed, results), check=True)
+        subprocess.run(command(run.dataset, run.loss, run.negatives, run.seed, results, fulltrain_epochs=epochs),
+                       check=True)
         started += 1
         if args.max_runs and started >= args.max_runs:
             break

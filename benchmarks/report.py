@@ -131,12 +131,12 @@ def mean_std(values, digits=4):
 def claim_table(runs):
     """The negatives claim: mean +- std over seeds for each dataset, negatives and loss."""
     runs = runs.assign(source=runs.apply(negatives, axis=1), order=runs.loss_type.map(LOSS_ORDER))
-    lines = ["| dataset | negatives | loss | seeds | epochs run (best) | test Recall@20 | test NDCG@20 | wall min | CPU min |",
-             "|---|---|---|---:|---|---:|---:|---:|---:|"]
-    groups = runs.groupby(["dataset", "num_negatives", "source", "order", "loss_type"], sort=True)
-    for (dataset, _, source, _, loss), group in groups:
+    lines = ["| dataset | negatives | protocol | loss | seeds | epochs run (best) | test Recall@20 | test NDCG@20 | "
+             "wall min | CPU min |", "|---|---|---|---|---:|---|---:|---:|---:|---:|"]
+    groups = runs.groupby(["dataset", "num_negatives", "source", "protocol", "order", "loss_type"], sort=True)
+    for (dataset, _, source, protocol, _, loss), group in groups:
         epochs = ", ".join(f"{r.epochs_run} ({r.best_epoch})" for r in group.itertuples())
-        lines.append(f"| {dataset} | {source} | {loss} | {len(group)} | {epochs} | {mean_std(group['test_recall@20'])} | "
+        lines.append(f"| {dataset} | {source} | {protocol} | {loss} | {len(group)} | {epochs} | {mean_std(group['test_recall@20'])} | "
                      f"{mean_std(group['test_ndcg@20'])} | {group.wall_s.mean() / 60:.0f} | {group.cpu_s.mean() / 60:.0f} |")
     return "\n".join(lines)
 
@@ -181,10 +181,11 @@ def pending_table(results):
     pending = plan[plan.state == "pending"]
     if not len(pending):
         return ""
-    lines = ["| dataset | negatives | loss | seeds | est. wall min each (one thread) |", "|---|---|---|---|---:|"]
-    for (dataset, form, loss), group in pending.groupby(["dataset", "negatives", "loss"], sort=False):
+    lines = ["| dataset | negatives | protocol | loss | seeds | est. wall min each (one thread) |",
+             "|---|---|---|---|---|---:|"]
+    for (dataset, form, protocol, loss), group in pending.groupby(["dataset", "negatives", "protocol", "loss"], sort=False):
         est = group.est_min.iloc[0]
-        lines.append(f"| {dataset} | {form} | {loss} | {', '.join(map(str, group.seed))} | "
+        lines.append(f"| {dataset} | {form} | {protocol} | {loss} | {', '.join(map(str, group.seed))} | "
                      f"{'not measured yet' if pd.isna(est) else f'{est:.0f}'} |")
     return "\n".join(lines)
 
@@ -203,7 +204,8 @@ def claim_section(results):
              "CPU budget and is shared by the batch. Epochs: each seed's epochs run (best epoch)."]
     if len(runs):
         parts.append(claim_table(runs))
-        for figure in plot_claim(runs, os.path.join(ROOT, "docs", "negatives_{dataset}.png")):
+        selected_on_valid = runs[runs.protocol == PROTOCOL_VALID]
+        for figure in plot_claim(selected_on_valid, os.path.join(ROOT, "docs", "negatives_{dataset}.png")):
             parts.append(f"![quality against negatives]({os.path.relpath(figure, ROOT)})")
         tests = paired_user_tests(runs, folder)
         if len(tests):

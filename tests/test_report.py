@@ -101,7 +101,7 @@ def test_claim_plan_puts_the_claims_rows_first_and_resumes_from_finished_rows(tm
     plan = claim.plan()
     assert [p[0] for p in plan[:4]] == ["gowalla-mml-row10-s2020", "gowalla-ccl-row10-s2020",
                                         "yelp2018-mml-row10-s2020", "yelp2018-ccl-row10-s2020"]
-    assert len(plan) == len({p[0] for p in plan}) == 3 * (2 * 2 * 2 + 2 * 2 + 2 * 2 * 2)
+    assert len(plan) == len({p[0] for p in plan}) == 3 * (2 * 2 * 2 + 2 * 2 + 2 * 2 * 2) + 2 * 2 * 2
     assert "--neg_pool_size=2000" in claim.command("gowalla", "CCL", "pool100", 2021)
     assert "--loss_type=CCL" in claim.command("gowalla", "CCL", "pool100", 2021)
     results = tmp_path / "negatives"
@@ -118,6 +118,12 @@ def test_claim_plan_puts_the_claims_rows_first_and_resumes_from_finished_rows(tm
     claim.main(["--results", str(results), "--dataset", "gowalla", "--only", "CCL", "--max_runs", "2"])
     labels = [args[args.index("--label") + 1] for args in commands]
     assert labels == ["gowalla-ccl-row10-s2020", "gowalla-ccl-pool100-s2020"]
+    # a finished run is retrained on fulltrain for the epochs early stopping chose; one without a row is not
+    commands.clear()
+    claim.main(["--results", str(results), "--dataset", "gowalla", "--only", "MML", "--forms", "row10", "pool100"])
+    retrain = [args for args in commands if "--fulltrain_epochs" in args]
+    assert [args[args.index("--label") + 1] for args in retrain] == ["gowalla-mml-row10-s2020-fulltrain"]
+    assert retrain[0][retrain[0].index("--fulltrain_epochs") + 1] == "20"
 
 
 def test_claim_section_averages_seeds_tests_users_and_lists_what_is_pending(tmp_path, monkeypatch):
@@ -137,9 +143,11 @@ def test_claim_section_averages_seeds_tests_users_and_lists_what_is_pending(tmp_
         pd.DataFrame({"user_id": users, "recall@20": base + shift + noise, "ndcg@20": base / 2 + shift}).to_csv(
             folder / row["label"] / "per_user_test.csv.gz", index=False)
     text = "\n\n".join(report.claim_section(str(tmp_path / "results")))
-    assert "| gowalla | 10 per row | MML | 2 | 30 (20), 30 (20) | 0.1700 ± 0.0141 |" in text
-    assert "| gowalla | 10 per row | CCL | 2 |" in text
+    assert "| gowalla | 10 per row | [train, valid, test] | MML | 2 | 30 (20), 30 (20) | 0.1700 ± 0.0141 |" in text
+    assert "| gowalla | 10 per row | [train, valid, test] | CCL | 2 |" in text
     assert "| gowalla | gowalla-mml-row10-s2020 | gowalla-ccl-row10-s2020 | recall@20 | 100 |" in text
     assert "| gowalla | gowalla-mml-row10-s2021 | gowalla-ccl-row10-s2021 | recall@20 | 100 |" in text
     assert (tmp_path / "docs" / "negatives_gowalla.png").stat().st_size > 0
-    assert "| gowalla | row10 | MML | 2022 |" in text and "| yelp2018 | row10 | MML | 2020, 2021, 2022 | not measured yet |" in text
+    assert "| gowalla | row10 | [train, valid, test] | MML | 2022 |" in text
+    assert "| yelp2018 | row10 | [train, valid, test] | MML | 2020, 2021, 2022 | not measured yet |" in text
+    assert "| gowalla | row10 | [fulltrain, test, test] | MML | 2020 | 1 |" in text  # 20 of the 30 epochs in 130 s
