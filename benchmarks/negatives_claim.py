@@ -2,7 +2,7 @@
 stopping on valid, several seeds: the paper's claim, converged, with per-user scores for paired tests.
 
     python benchmarks/negatives_claim.py --list                     # the plan: done, pending, estimated cost
-    python benchmarks/negatives_claim.py [--dataset gowalla] [--only MML CCL] [--max_runs K]
+    python benchmarks/negatives_claim.py [--dataset gowalla] [--only MML CCL] [--forms row10] [--labels L ...] [--max_runs K]
 
 Every run is ``benchmarks/time_to_quality.py`` on ``properties/fast/<dataset>.yaml`` (MMLMF, sparse
 Adam lr 5e-3, batch 1024, ``[train, valid, test]``, early stopping after 5 evaluations without a better
@@ -124,6 +124,7 @@ def main(argv=None):
     parser.add_argument("--dataset", choices=DATASETS, nargs="+", default=list(DATASETS))
     parser.add_argument("--only", nargs="+", choices=sorted(LOSSES), help="these losses only")
     parser.add_argument("--forms", nargs="+", choices=sorted(FORMS), help="these negatives only")
+    parser.add_argument("--labels", nargs="+", help="these runs only (labels as --list prints them)")
     parser.add_argument("--max_runs", type=int, default=0, help="stop after this many runs (0: all pending)")
     parser.add_argument("--results", default=RESULTS)
     args = parser.parse_args(argv)
@@ -135,7 +136,7 @@ def main(argv=None):
     started = 0
     for run in table.itertuples():
         if run.state == "done" or run.dataset not in args.dataset or (args.only and run.loss not in args.only) \
-                or (args.forms and run.negatives not in args.forms):
+                or (args.forms and run.negatives not in args.forms) or (args.labels and run.label not in args.labels):
             continue
         if run.label in set(finished(results).label):  # finished meanwhile by another driver
             continue
