@@ -32,7 +32,8 @@ def results(tmp_path):
     rows = [run_row("g-mml", "MML"), run_row("g-ccl", "CCL"),
             run_row("pool-a-s1", "MML", "pool", 500, 2020, 0.12, epoch_s=12.0),
             run_row("pool-a-s2", "MML", "pool", 500, 2021, 0.14, epoch_s=14.0),
-            run_row("pool-b-s1", "MML", "batch", None, 2020, 0.10, epoch_s=10.0)]
+            run_row("pool-b-s1", "MML", "batch", None, 2020, 0.10, epoch_s=10.0),
+            run_row("pool-b-s2", "MML", "batch", None, 2021, 0.10, epoch_s=10.0)]
     ttq.mkdir(parents=True)
     pd.DataFrame(rows).to_csv(ttq / "results.csv", index=False)
     rng = np.random.default_rng(0)
@@ -71,7 +72,8 @@ def test_report_writes_tables_and_user_level_tests_and_keeps_the_hand_written_te
     assert "| g-mml | gowalla | [train, valid, test] | MML | 100 shared |" in text
     assert (tmp_path / "docs" / "time_to_quality.png").stat().st_size > 0
     # the pool sweep: mean +- std over the two seeds, epoch time over the shared form's
-    assert "| 100 per row from a pool of 500 | 2 | 4 | 0.1300 ± 0.0141 |" in text and "| 1.30 |" in text
+    assert "| 100 per row from a pool of 500 | 2 | 4 | 0.1300 ± 0.0141 |" in text
+    assert "| 1.30 | 2020: 12.0 (1.20x), 2021: 14.0 (1.40x) |" in text  # each seed against its own shared run
     # paired over users, MML against the run that differs only in its loss
     mml = pd.read_csv(results / "time_to_quality" / "g-mml" / "per_user_test.csv.gz")
     ccl = pd.read_csv(results / "time_to_quality" / "g-ccl" / "per_user_test.csv.gz")
