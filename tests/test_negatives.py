@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from recbole.evaluator import Collector
 
-from recbole_mml.collector import TopKCollector
+from recbole_mml.collector import TopKCollector, topk_indices
 from recbole_mml.loss import LOSSES
 from recbole_mml.model.abstract_recommender import MASKED_SCORE
 from recbole_mml.quick_start import build_config, prepare_data
@@ -270,3 +270,17 @@ def test_topk_collector_equals_recboles_collector(tiny):
         collector.eval_batch_collect(scores.flip(0), None, positive_u, positive_i)
         structs.append(collector.get_data_struct())
     torch.testing.assert_close(structs[1].get("rec.topk"), structs[0].get("rec.topk"))
+
+
+@pytest.mark.parametrize("n_cols", [40981, 10240, 300])  # ragged tail, whole blocks, torch.topk
+def test_blockwise_topk_returns_torch_topks_scores_best_first(n_cols):
+    g = torch.Generator().manual_seed(n_cols)
+    scores = torch.randn(7, n_cols, generator=g)
+    scores[torch.rand(scores.shape, generator=g) < 0.3] = -np.inf  # masked history
+    scores[1, 64:84] = 10.0 + torch.arange(20.0)  # one row's best all in one block
+    scores[2, -3:] = 50.0  # another's in the ragged tail
+    scores[3] = scores[3].round()  # ties
+    idx = topk_indices(scores, 20)
+    assert idx.shape == (7, 20) and int(idx.max()) < n_cols
+    assert all(len(set(row)) == 20 for row in idx.tolist())  # distinct columns
+    torch.testing.assert_close(scores.gather(1, idx), torch.topk(scores, 20, dim=-1)[0], rtol=0, atol=0)
