@@ -211,6 +211,9 @@ def claim_section(results):
         selected_on_valid = runs[runs.protocol == PROTOCOL_VALID]
         for figure in plot_claim(selected_on_valid, os.path.join(ROOT, "docs", "negatives_{dataset}.png")):
             parts.append(f"![quality against negatives]({os.path.relpath(figure, ROOT)})")
+        if len(selected_on_valid):
+            plot(selected_on_valid, folder, os.path.join(ROOT, "docs", "negatives_time.png"))
+            parts.append("Test Recall@20 against each run's own CPU minutes:\n\n![quality against time](docs/negatives_time.png)")
         tests = paired_user_tests(runs, folder)
         if len(tests):
             parts += ["Paired over the test users of each seed (per-user values of the best-valid epoch, "

@@ -144,12 +144,15 @@ def test_claim_section_averages_seeds_tests_users_and_lists_what_is_pending(tmp_
         noise = np.random.default_rng(row["seed"]).normal(0, 0.01, 100)
         pd.DataFrame({"user_id": users, "recall@20": base + shift + noise, "ndcg@20": base / 2 + shift}).to_csv(
             folder / row["label"] / "per_user_test.csv.gz", index=False)
+        pd.DataFrame({"epoch": [2, 4], "wall_s": [60.0, 120.0], "cpu_s": [50.0, 100.0],
+                      "test_recall@20": [0.05, row["test_recall@20"]]}).to_csv(folder / row["label"] / "curve.csv", index=False)
     text = "\n\n".join(report.claim_section(str(tmp_path / "results")))
     assert "| gowalla | 10 per row | [train, valid, test] | MML | 2 | 30 (20), 30 (20) | 0.1700 ± 0.0141 |" in text
     assert "| gowalla | 10 per row | [train, valid, test] | CCL | 2 |" in text
     assert "| gowalla | gowalla-mml-row10-s2020 | gowalla-ccl-row10-s2020 | recall@20 | 100 |" in text
     assert "| gowalla | gowalla-mml-row10-s2021 | gowalla-ccl-row10-s2021 | recall@20 | 100 |" in text
     assert (tmp_path / "docs" / "negatives_gowalla.png").stat().st_size > 0
+    assert (tmp_path / "docs" / "negatives_time.png").stat().st_size > 0
     assert "| gowalla | row10 | [train, valid, test] | MML | 2022 |" in text
     assert "| yelp2018 | row10 | [train, valid, test] | MML | 2020, 2021, 2022 | not measured yet |" in text
     assert "| gowalla | row10 | [fulltrain, test, test] | MML | 2020 | 1 |" in text  # 20 of the 30 epochs in 130 s
