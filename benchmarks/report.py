@@ -309,7 +309,7 @@ def generated_section(results, figure):
     if len(sweep):
         parts += ["## Per-row negatives from a per-batch pool",
                   f"Gowalla, the fast config with N = 100 negatives per positive, {int(sweep.epochs_run.max())} epochs "
-                  "each (equal epochs, not converged), seeds 2020 and 2021. `pool`: P items are drawn per batch and "
+                  f"each (equal epochs, not converged), seeds {', '.join(map(str, sorted(sweep.seed.unique())))}. `pool`: P items are drawn per batch and "
                   "scored with one [B, P] product; each row then picks its own N of them. `row`: N drawn for every "
                   "positive (the published form); `shared`: one set of N for the batch. `x shared epoch`: epoch time "
                   "over the shared form's of the same seed (the seeds ran at different times, under different load).",
