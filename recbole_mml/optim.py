@@ -20,7 +20,7 @@ def sparse_parameters(model):
 
 
 class RowAdam(optim.Optimizer):
-    """``torch.optim.SparseAdam``'s update, done on the touched rows with index_select / index_copy_.
+    """``torch.optim.SparseAdam``'s update, done on the touched rows with index_select / index_put_.
 
     SparseAdam reads the moments through ``sparse_mask`` and writes them back as sparse additions: on
     Gowalla with a pool of 2000 negatives that was a quarter of an epoch. The arithmetic, the state
@@ -50,12 +50,15 @@ class RowAdam(optim.Optimizer):
                     state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
                 state["step"] += 1
+                # rows are distinct after coalesce(): plain puts (index_put_, the cheapest of torch's
+                # row writes on CPU) instead of additions
                 exp_avg = state["exp_avg"].index_select(0, rows).lerp_(values, 1 - beta1)
                 exp_avg_sq = state["exp_avg_sq"].index_select(0, rows).lerp_(values * values, 1 - beta2)
-                state["exp_avg"].index_copy_(0, rows, exp_avg)
-                state["exp_avg_sq"].index_copy_(0, rows, exp_avg_sq)
+                state["exp_avg"].index_put_((rows,), exp_avg)
+                state["exp_avg_sq"].index_put_((rows,), exp_avg_sq)
                 step_size = group["lr"] * math.sqrt(1 - beta2 ** state["step"]) / (1 - beta1 ** state["step"])
-                param.index_add_(0, rows, exp_avg.div_(exp_avg_sq.sqrt_().add_(group["eps"])), alpha=-step_size)
+                update = exp_avg.div_(exp_avg_sq.sqrt_().add_(group["eps"]))
+                param.index_put_((rows,), param.index_select(0, rows).sub_(update, alpha=step_size))
 
 
 class LazyAdam:
