@@ -206,6 +206,8 @@ def claim_section(results):
              "NDCG@20, test numbers of the best-valid epoch. 10 negatives are drawn per row (the published form); "
              "100 per row from a per-batch pool of 2000 items (the pool sweep below); 800 per row does not fit a "
              "CPU budget and is shared by the batch. Epochs: each seed's epochs run (best epoch)."]
+    stopped = runs.stopped.astype(str) if len(runs) else pd.Series(dtype=str)
+    interrupted, runs = runs[stopped.str.startswith("interrupted")], runs[~stopped.str.startswith("interrupted")]
     if len(runs):
         parts.append(claim_table(runs))
         selected_on_valid = runs[runs.protocol == PROTOCOL_VALID]
@@ -221,6 +223,10 @@ def claim_section(results):
                       tests_table(tests)]
     else:
         parts.append("No run has finished yet.")
+    if len(interrupted):
+        parts.append("Interrupted before early stopping (not in the table; the plan runs them again): " + "; ".join(
+            f"{r['label']} at epoch {r['epochs_run']} (test Recall@20 / NDCG@20 {r['test_recall@20']:.4f} / "
+            f"{r['test_ndcg@20']:.4f} at its best validation so far)" for _, r in interrupted.iterrows()) + ".")
     pending = pending_table(results)
     if pending:
         parts += ["**Not run yet** (the plan's pending runs; estimates from finished runs of the same dataset "

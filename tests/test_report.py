@@ -134,7 +134,8 @@ def test_claim_section_averages_seeds_tests_users_and_lists_what_is_pending(tmp_
     folder = tmp_path / "results" / "negatives"
     folder.mkdir(parents=True)
     rows = [claim_row("gowalla", "MML", "row10", 2020, 0.16), claim_row("gowalla", "MML", "row10", 2021, 0.18),
-            claim_row("gowalla", "CCL", "row10", 2020, 0.15), claim_row("gowalla", "CCL", "row10", 2021, 0.15)]
+            claim_row("gowalla", "CCL", "row10", 2020, 0.15), claim_row("gowalla", "CCL", "row10", 2021, 0.15),
+            claim_row("yelp2018", "CCL", "row10", 2020, 0.05, "interrupted after epoch 30; row from its curve")]
     pd.DataFrame(rows).to_csv(folder / "results.csv", index=False)
     users = [f"u{i}" for i in range(100)]
     base = np.random.default_rng(1).random(100)
@@ -149,6 +150,8 @@ def test_claim_section_averages_seeds_tests_users_and_lists_what_is_pending(tmp_
     text = "\n\n".join(report.claim_section(str(tmp_path / "results")))
     assert "| gowalla | 10 per row | [train, valid, test] | MML | 2 | 30 (20), 30 (20) | 0.1700 ± 0.0141 |" in text
     assert "| gowalla | 10 per row | [train, valid, test] | CCL | 2 |" in text
+    assert "| yelp2018 |" not in text.split("Interrupted")[0]  # an interrupted run is no converged row
+    assert "yelp2018-ccl-row10-s2020 at epoch 30 (test Recall@20 / NDCG@20 0.0500 / 0.0250" in text
     assert "| gowalla | gowalla-mml-row10-s2020 | gowalla-ccl-row10-s2020 | recall@20 | 100 |" in text
     assert "| gowalla | gowalla-mml-row10-s2021 | gowalla-ccl-row10-s2021 | recall@20 | 100 |" in text
     assert (tmp_path / "docs" / "negatives_gowalla.png").stat().st_size > 0
