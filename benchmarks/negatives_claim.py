@@ -107,10 +107,11 @@ def status(results=RESULTS):
     rows = []
     for name, dataset, loss, form, seed in plan():
         state = "done" if name in set(done.label) else "pending"
-        estimate = estimate_minutes(done, dataset, form)
         if name.endswith(FULLTRAIN):  # fulltrain (10% more pairs) for the chosen epochs, no validation
             base = done[done.label == name[:-len(FULLTRAIN)]]
             estimate = base.wall_s.iloc[0] / 60 * base.best_epoch.iloc[0] / base.epochs_run.iloc[0] if len(base) else float("nan")
+        else:
+            estimate = estimate_minutes(done, dataset, form)
         protocol = "[fulltrain, test, test]" if name.endswith(FULLTRAIN) else "[train, valid, test]"
         rows.append({"label": name, "dataset": dataset, "loss": loss, "negatives": form, "protocol": protocol,
                      "seed": seed, "state": state,

@@ -125,6 +125,16 @@ def pool_sweep_table(runs):
     return "\n".join(lines)
 
 
+def pyplot():
+    """matplotlib's pyplot on the file-only backend (the report runs without a display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 LOSS_ORDER = {"MML": 0, "CCL": 1, "SSM": 2, "BSL": 3}
 
 
@@ -147,10 +157,7 @@ def claim_table(runs):
 
 def plot_claim(runs, out_pattern):
     """Test Recall@20 and NDCG@20 against N, one line per loss, error bars over seeds; one figure per dataset."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     written = []
     for dataset, data in runs.groupby("dataset"):
@@ -265,10 +272,7 @@ def plot(runs, folder, out, clock="cpu_s"):
 
     On a shared machine wall time counts the other jobs too; a single-thread run's CPU time is what
     its wall time is on a quiet core."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     datasets = sorted(runs.dataset.unique())
     fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.5), squeeze=False)
