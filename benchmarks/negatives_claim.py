@@ -95,9 +95,11 @@ def finished(results=RESULTS):
 
 
 def estimate_minutes(done, dataset, form):
-    """Wall minutes of a pending run: the mean of finished runs of the same dataset and negatives."""
+    """Wall minutes of a pending run on one CPU thread: the mean of finished CPU runs of the same
+    dataset and negatives (rows from before the ``device`` column ran on the CPU)."""
+    device = done["device"].fillna("cpu") if "device" in done else "cpu"
     same = done[(done.dataset == dataset) & (done.label.str.contains(f"-{form}-"))
-                & ~done.label.str.endswith(FULLTRAIN)]
+                & ~done.label.str.endswith(FULLTRAIN) & (device == "cpu")]
     return same.wall_s.mean() / 60 if len(same) else float("nan")
 
 

@@ -109,11 +109,13 @@ def test_claim_plan_puts_the_claims_rows_first_and_resumes_from_finished_rows(tm
     results = tmp_path / "negatives"
     results.mkdir()
     pd.DataFrame([claim_row("gowalla", "MML", "row10", 2020, 0.15),
-                  claim_row("gowalla", "CCL", "row10", 2020, 0.14, "interrupted after epoch 3; row from its curve")]
+                  claim_row("gowalla", "CCL", "row10", 2020, 0.14, "interrupted after epoch 3; row from its curve"),
+                  {**claim_row("gowalla", "MML", "row10", 2021, 0.15), "device": "NVIDIA H200", "wall_s": 10.0}]
                  ).to_csv(results / "results.csv", index=False)
     status = claim.status(str(results)).set_index("label")
     assert status.loc["gowalla-mml-row10-s2020", "state"] == "done"
     assert status.loc["gowalla-ccl-row10-s2020", "state"] == "pending"  # interrupted runs run again
+    # the estimate is a CPU thread's: the GPU run's 10 s do not count
     assert status.loc["gowalla-ccl-row10-s2020", "est_min"] == pytest.approx(130.0 / 60, abs=0.05)
     commands = []
     monkeypatch.setattr(claim.subprocess, "run", lambda args, check: commands.append(args))
@@ -133,7 +135,8 @@ def test_claim_section_averages_seeds_tests_users_and_lists_what_is_pending(tmp_
     (tmp_path / "docs").mkdir()
     folder = tmp_path / "results" / "negatives"
     folder.mkdir(parents=True)
-    rows = [claim_row("gowalla", "MML", "row10", 2020, 0.16), claim_row("gowalla", "MML", "row10", 2021, 0.18),
+    rows = [claim_row("gowalla", "MML", "row10", 2020, 0.16),
+            {**claim_row("gowalla", "MML", "row10", 2021, 0.18), "device": "NVIDIA H200", "wall_s": 60.0},
             claim_row("gowalla", "CCL", "row10", 2020, 0.15), claim_row("gowalla", "CCL", "row10", 2021, 0.15),
             claim_row("yelp2018", "CCL", "row10", 2020, 0.05, "interrupted after epoch 30; row from its curve")]
     pd.DataFrame(rows).to_csv(folder / "results.csv", index=False)
@@ -147,15 +150,18 @@ def test_claim_section_averages_seeds_tests_users_and_lists_what_is_pending(tmp_
             folder / row["label"] / "per_user_test.csv.gz", index=False)
         pd.DataFrame({"epoch": [2, 4], "wall_s": [60.0, 120.0], "cpu_s": [50.0, 100.0],
                       "test_recall@20": [0.05, row["test_recall@20"]]}).to_csv(folder / row["label"] / "curve.csv", index=False)
+    timed = []
+    monkeypatch.setattr(report, "plot", lambda runs, folder, out: timed.extend(runs.label))
     text = "\n\n".join(report.claim_section(str(tmp_path / "results")))
     assert "| gowalla | 10 per row | [train, valid, test] | MML | 2 | 30 (20), 30 (20) | 0.1700 ± 0.0141 |" in text
+    assert "| 2 (cpu), 1 (H200) |" in text  # each seed's minutes with the device they were measured on
+    assert "gowalla-mml-row10-s2021" not in timed and "gowalla-mml-row10-s2020" in timed  # CPU minutes only
     assert "| gowalla | 10 per row | [train, valid, test] | CCL | 2 |" in text
     assert "| yelp2018 |" not in text.split("Interrupted")[0]  # an interrupted run is no converged row
     assert "yelp2018-ccl-row10-s2020 at epoch 30 (test Recall@20 / NDCG@20 0.0500 / 0.0250" in text
     assert "| gowalla | gowalla-mml-row10-s2020 | gowalla-ccl-row10-s2020 | recall@20 | 100 |" in text
     assert "| gowalla | gowalla-mml-row10-s2021 | gowalla-ccl-row10-s2021 | recall@20 | 100 |" in text
     assert (tmp_path / "docs" / "negatives_gowalla.png").stat().st_size > 0
-    assert (tmp_path / "docs" / "negatives_time.png").stat().st_size > 0
     assert "| gowalla | row10 | [train, valid, test] | MML | 2022 |" in text
     assert "| yelp2018 | row10 | [train, valid, test] | MML | 2020, 2021, 2022 | not measured yet |" in text
     assert "| gowalla | row10 | [fulltrain, test, test] | MML | 2020 | 1 |" in text  # 20 of the 30 epochs in 130 s
