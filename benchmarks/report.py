@@ -310,6 +310,8 @@ def plot(runs, folder, out, clock="cpu_s"):
 def generated_section(results, figure):
     runs = with_protocol(pd.read_csv(os.path.join(results, "time_to_quality", "results.csv")))
     main_runs = runs[~runs.label.str.startswith(SWEEP_PREFIX)]
+    main_runs = main_runs.assign(order=main_runs.loss_type.map(LOSS_ORDER).fillna(9)).sort_values(
+        ["dataset", "order", "label"], kind="stable").drop(columns="order")  # rows replaced by reruns move to the end
     sweep = runs[runs.label.str.startswith(SWEEP_PREFIX)]
     parts = [BEGIN, "## Time to quality on Gowalla and Yelp2018",
              "`python benchmarks/time_to_quality.py --config properties/fast/<dataset>.yaml --minutes 60 --label L "
