@@ -94,12 +94,17 @@ def finished(results=RESULTS):
     return rows[~rows.stopped.astype(str).str.startswith("interrupted")]
 
 
+def devices(rows):
+    """Where each row's run trained; rows from before the ``device`` column ran on the CPU."""
+    device = rows["device"] if "device" in rows else pd.Series(index=rows.index, dtype=object)
+    return device.fillna("cpu")
+
+
 def estimate_minutes(done, dataset, form):
     """Wall minutes of a pending run on one CPU thread: the mean of finished CPU runs of the same
-    dataset and negatives (rows from before the ``device`` column ran on the CPU)."""
-    device = done["device"].fillna("cpu") if "device" in done else "cpu"
+    dataset and negatives."""
     same = done[(done.dataset == dataset) & (done.label.str.contains(f"-{form}-"))
-                & ~done.label.str.endswith(FULLTRAIN) & (device == "cpu")]
+                & ~done.label.str.endswith(FULLTRAIN) & (devices(done) == "cpu")]
     return same.wall_s.mean() / 60 if len(same) else float("nan")
 
 

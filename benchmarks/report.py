@@ -24,6 +24,10 @@ SWEEP_PREFIX = "pool-"
 LEARNERS = "learners"  # benchmarks/results/learners/: sparse against dense Adam at equal time
 NEGATIVES = "negatives"  # benchmarks/results/negatives/: the claim's runs (benchmarks/negatives_claim.py)
 METRICS = ("recall@20", "ndcg@20")
+# the claim's plan and results schema (benchmarks/negatives_claim.py, a script beside this one)
+_spec = importlib.util.spec_from_file_location("negatives_claim", os.path.join(HERE, "negatives_claim.py"))
+claim = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(claim)
 # the best published MF numbers on the LightGCN splits (selected on the test set), Recall@20 / NDCG@20
 PROTOCOL_VALID = "[train, valid, test]"
 TARGETS = {"gowalla": (0.1882, 0.1584), "yelp2018": (0.0725, 0.0599)}
@@ -36,15 +40,9 @@ def with_protocol(runs):
 
 
 def on_cpu(runs):
-    """Rows trained on the CPU (rows from before the ``device`` column were): the only ones whose
-    minutes compare with each other and with the plain-torch floor."""
-    device = runs["device"] if "device" in runs else pd.Series(index=runs.index, dtype=object)
-    return runs[device.fillna("cpu") == "cpu"]
-
-
-def device_short(device):
-    """``NVIDIA H200`` -> ``H200``; missing (older rows) -> ``cpu``."""
-    return "cpu" if pd.isna(device) else str(device).replace("NVIDIA ", "")
+    """Rows trained on the CPU: the only ones whose minutes compare with each other and with the
+    plain-torch floor."""
+    return runs[claim.devices(runs) == "cpu"]
 
 
 def negatives(row):
@@ -162,8 +160,8 @@ def claim_table(runs):
     groups = runs.groupby(["dataset", "num_negatives", "source", "protocol", "order", "loss_type"], sort=True)
     for (dataset, _, source, protocol, _, loss), group in groups:
         epochs = ", ".join(f"{r.epochs_run} ({r.best_epoch})" for r in group.itertuples())
-        device = group["device"] if "device" in group else pd.Series(index=group.index, dtype=object)
-        minutes = ", ".join(f"{wall / 60:.0f} ({device_short(dev)})" for wall, dev in zip(group.wall_s, device))
+        minutes = ", ".join(f"{wall / 60:.0f} ({device.replace('NVIDIA ', '')})"
+                            for wall, device in zip(group.wall_s, claim.devices(group)))
         lines.append(f"| {dataset} | {source} | {protocol} | {loss} | {len(group)} | {epochs} | {mean_std(group['test_recall@20'])} | "
                      f"{mean_std(group['test_ndcg@20'])} | {minutes} |")
     return "\n".join(lines)
@@ -199,9 +197,6 @@ def plot_claim(runs, out_pattern):
 def pending_table(results):
     """Runs of the claim's plan that have no row yet, with the wall time that finished runs of the
     same dataset and negatives took."""
-    spec = importlib.util.spec_from_file_location("negatives_claim", os.path.join(HERE, "negatives_claim.py"))
-    claim = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(claim)
     plan = claim.status(os.path.join(results, NEGATIVES))
     pending = plan[plan.state == "pending"]
     if not len(pending):
@@ -234,8 +229,9 @@ def claim_section(results):
         selected_on_valid = runs[runs.protocol == PROTOCOL_VALID]
         for figure in plot_claim(selected_on_valid, os.path.join(ROOT, "docs", "negatives_{dataset}.png")):
             parts.append(f"![quality against negatives]({os.path.relpath(figure, ROOT)})")
-        if len(on_cpu(selected_on_valid)):
-            plot(on_cpu(selected_on_valid), folder, os.path.join(ROOT, "docs", "negatives_time.png"))
+        timed = on_cpu(selected_on_valid)
+        if len(timed):
+            plot(timed, folder, os.path.join(ROOT, "docs", "negatives_time.png"))
             parts.append("Test Recall@20 against each run's own CPU minutes (the runs trained on the CPU):"
                          "\n\n![quality against time](docs/negatives_time.png)")
         tests = paired_user_tests(runs, folder)
