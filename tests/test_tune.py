@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -21,9 +22,12 @@ from ray.tune.search.variant_generator import generate_variants
 
 from recbole_mml import cli
 from recbole_mml.config import PROPERTIES_DIR
-from recbole_mml.errors import ConfigError
+from recbole_mml.errors import ConfigError, SearchInterrupted
 from recbole_mml.ray_session import init_local_ray
 from recbole_mml.tune import driver as tune
+from recbole_mml.tune.args import parse_args
+from recbole_mml.tune.outputs import write_outputs
+from recbole_mml.tune.plan import plan_search
 from recbole_mml.tune.space import load_search_space
 
 from conftest import ROOT, TINY_DATA
@@ -124,6 +128,14 @@ def test_grid_enumerates_choices_and_quniform_and_refuses_continuous(tmp_path):
     space = load_search_space(write(tmp_path / "c.hyper", text))
     with pytest.raises(ConfigError, match=r"c\.hyper, line 2: --search grid needs a finite set"):
         space.to_ray(grid=True)
+
+
+def test_trial_count_is_the_samples_times_the_grid_as_ray_generates_it(tmp_path):
+    text = "embedding_size: {quniform: [32, 64, 32]}\nneg_sharing: {choice: [row, batch, user]}\nneg_weight: 150\n"
+    space = load_search_space(write(tmp_path / "s.yaml", text))
+    assert space.trial_count(3, grid=True) == 3 * 2 * 3
+    assert len(list(generate_variants({"config": space.to_ray(grid=True)}))) == space.trial_count(1, grid=True)
+    assert space.trial_count(3) == 3  # random and optuna searches: one trial per sample
 
 
 @pytest.mark.parametrize(
@@ -268,14 +280,29 @@ def test_resuming_a_finished_search_runs_no_trial_again(search):
 
 
 @pytest.mark.slow
+def test_a_search_stopped_before_creating_every_trial_is_interrupted_not_finished(search, tmp_path):
+    """Stopped between two trials, a search has no unfinished trial left; its count of trials still tells."""
+    output = str(tmp_path / "out")
+    shutil.copytree(search["output"], output)
+    os.remove(os.path.join(output, "best.yaml"))
+    args = parse_args(["--resume", f"--output={output}"])
+    setup, config, _ = plan_search(args)
+    assert setup.space.trial_count(args.num_samples, grid=True) == 3
+    with pytest.raises(SearchInterrupted, match="--resume"):
+        write_outputs(output, setup, config, None, "max", expected_trials=4)
+    assert len(read_trials(output)) == 3 and not os.path.exists(os.path.join(output, "best.yaml"))
+
+
+@pytest.mark.slow
 def test_interrupted_search_resumes_trials_from_their_checkpoints(ray_session, tmp_path, capsys):
     output = str(tmp_path / "out")
     space = write(tmp_path / "space.yaml", "learning_rate: {choice: [0.005, 0.004]}\n")
-    args = FAST + [f"--params_file={space}", "--search=grid", "--scheduler=fifo", "--epochs=4", "--max_concurrent=1",
+    # 20 epochs of ~0.25 s: the first trial is still training when the stop, sent after its first, arrives
+    args = FAST + [f"--params_file={space}", "--search=grid", "--scheduler=fifo", "--epochs=20", "--max_concurrent=1",
                    f"--output={output}"]
 
     def interrupt_after_first_epoch():  # SIGUSR1 is Ray Tune's "stop and save", like Ctrl+C
-        deadline = time.time() + 120
+        deadline = time.time() + 600  # Ray starts slowly on a busy machine
         while time.time() < deadline:
             for path in glob.glob(os.path.join(output, "ray", "*", "result.json")):
                 with open(path, encoding="utf-8") as f:
@@ -294,7 +321,7 @@ def test_interrupted_search_resumes_trials_from_their_checkpoints(ray_session, t
 
     assert tune.main(["--resume", f"--output={output}"]) == 0
     rows = read_trials(output)
-    assert len(rows) == 2 and all(r["status"] == "TERMINATED" and r["epochs"] == "4" for r in rows)
+    assert len(rows) == 2 and all(r["status"] == "TERMINATED" and r["epochs"] == "20" for r in rows)
     resumed = [r for r in interrupted if r["epochs"] != "0"][0]
     trial_dir = glob.glob(os.path.join(output, "ray", f"*{resumed['trial_id']}*"))[0]
     logs = "".join(open(p, encoding="utf-8").read() for p in glob.glob(os.path.join(trial_dir, "log", "*", "*.log")))

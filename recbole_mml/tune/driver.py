@@ -154,7 +154,8 @@ def run_search(args):
             tuner = _tuner(args, setup, config, split, mode)
             with stop.fit():
                 tuner.fit()
-            return write_outputs(args.output, setup, config, split, mode)
+            expected = setup.space.trial_count(args.num_samples, grid=args.search == "grid")
+            return write_outputs(args.output, setup, config, split, mode, expected)
         finally:
             if started:
                 ray.shutdown()

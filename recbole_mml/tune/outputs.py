@@ -145,10 +145,11 @@ def evaluate_best(model_file, setup, config, split, output):
         torch.set_num_threads(threads)
 
 
-def write_outputs(output, setup, config, split, mode):
+def write_outputs(output, setup, config, split, mode, expected_trials):
     """trials.csv, then (if every trial ended) best.yaml and best_test.json; returns the exit code.
 
-    Raises SearchInterrupted, after writing trials.csv, when some trial has not ended.
+    Raises SearchInterrupted, after writing trials.csv, when some trial has not ended, or when fewer
+    than ``expected_trials`` exist: a search stopped between trials leaves no unfinished trial behind.
     """
     from ray.tune import ExperimentAnalysis
 
@@ -162,7 +163,7 @@ def write_outputs(output, setup, config, split, mode):
         counts[row["status"]] = counts.get(row["status"], 0) + 1
     statuses = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     print(f"{len(rows)} trials: {statuses}; {trials_csv}")
-    if any(row["status"] not in FINISHED_STATUSES for row in rows):
+    if len(rows) < expected_trials or any(row["status"] not in FINISHED_STATUSES for row in rows):
         raise SearchInterrupted(f"search interrupted; continue it with: {resume_command(output)}")
     best = _best_row(rows, setup.metric, mode)
     if best is None:

@@ -151,6 +151,13 @@ class SearchSpace:
         """The ``param_space`` for ``ray.tune.Tuner``."""
         return {p.name: p.to_ray(grid) for p in self.params}
 
+    def trial_count(self, num_samples, grid=False):
+        """How many trials the search creates: ``num_samples``, times the grid's size under grid search
+        (as Ray Tune's variant generator counts them)."""
+        if not grid:
+            return num_samples
+        return num_samples * math.prod(len(p.grid_values()) for p in self.params if p.kind != "fixed")
+
     def first(self):
         merged = {}
         for p in self.params:
