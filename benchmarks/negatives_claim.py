@@ -100,29 +100,53 @@ def devices(rows):
     return device.fillna("cpu")
 
 
-def estimate_minutes(done, dataset, form):
-    """Wall minutes of a pending run on one CPU thread: the mean of finished CPU runs of the same
-    dataset and negatives."""
-    same = done[(done.dataset == dataset) & (done.label.str.contains(f"-{form}-"))
-                & ~done.label.str.endswith(FULLTRAIN) & (devices(done) == "cpu")]
-    return same.wall_s.mean() / 60 if len(same) else float("nan")
+def estimate_minutes(done, dataset, form, proxies=None):
+    """Wall minutes of a pending run on one CPU thread, and what the estimate rests on.
+
+    In order: the mean of finished CPU runs of the same dataset and negatives; that dataset's runs of
+    another form scaled by the ratio the other dataset measured between the two forms; for N = 800
+    shared, the fast config's own runs with 1000 shared negatives (``proxies``: the time-to-quality
+    rows). NaN when none applies."""
+    cpu = done[~done.label.str.endswith(FULLTRAIN) & (devices(done) == "cpu")]
+    minutes = {(d, f): cpu[(cpu.dataset == d) & cpu.label.str.contains(f"-{f}-")].wall_s.mean() / 60
+               for d in DATASETS for f in FORMS}
+    if pd.notna(minutes[dataset, form]):
+        return minutes[dataset, form], "finished runs, same dataset and negatives"
+    for other in DATASETS:
+        for base in FORMS:
+            ratio = minutes[other, form] / minutes[other, base]
+            if other != dataset and pd.notna(ratio) and pd.notna(minutes[dataset, base]):
+                return minutes[dataset, base] * ratio, f"{dataset} {base} x {other}'s {form} / {base}"
+    if form == "shared800" and proxies is not None and len(proxies):
+        protocol = proxies.get("protocol", pd.Series(index=proxies.index, dtype=object))
+        same = proxies[(proxies.dataset == dataset) & (proxies.neg_sharing == "batch") & (proxies.num_negatives == 1000)
+                       & ~protocol.astype(str).str.startswith("[fulltrain")]  # rows before the column: valid
+        if len(same):
+            return same.wall_s.mean() / 60, f"{dataset}'s fast config with 1000 shared"
+    return float("nan"), "not measured yet"
 
 
 def status(results=RESULTS):
-    """The plan with each run's state and, for pending runs, its estimated wall minutes."""
+    """The plan with each run's state and, for pending runs, its estimated wall minutes and their basis
+    (the fast configs' own runs are read from ``time_to_quality/`` beside ``results``)."""
     done = finished(results)
+    fast = finished(os.path.join(os.path.dirname(os.path.abspath(results)), "time_to_quality"))
     rows = []
     for name, dataset, loss, form, seed in plan():
         state = "done" if name in set(done.label) else "pending"
-        if name.endswith(FULLTRAIN):  # fulltrain (10% more pairs) for the chosen epochs, no validation
-            base = done[done.label == name[:-len(FULLTRAIN)]]
-            estimate = base.wall_s.iloc[0] / 60 * base.best_epoch.iloc[0] / base.epochs_run.iloc[0] if len(base) else float("nan")
+        base = done[done.label == name[:-len(FULLTRAIN)]]
+        if name.endswith(FULLTRAIN) and len(base):  # fulltrain for the chosen epochs, no validation
+            estimate = base.wall_s.iloc[0] / 60 * base.best_epoch.iloc[0] / base.epochs_run.iloc[0]
+            basis = "its valid run's time for the chosen epochs"
         else:
-            estimate = estimate_minutes(done, dataset, form)
+            estimate, basis = estimate_minutes(done, dataset, form, fast)
+            if name.endswith(FULLTRAIN):
+                basis = "as its valid run (not run yet), an upper bound"
         protocol = "[fulltrain, test, test]" if name.endswith(FULLTRAIN) else "[train, valid, test]"
+        pending = state == "pending"
         rows.append({"label": name, "dataset": dataset, "loss": loss, "negatives": form, "protocol": protocol,
-                     "seed": seed, "state": state,
-                     "est_min": round(estimate, 1) if state == "pending" else None})
+                     "seed": seed, "state": state, "est_min": round(estimate, 1) if pending else None,
+                     "est_basis": basis if pending else None})
     return pd.DataFrame(rows)
 
 

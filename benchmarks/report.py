@@ -195,18 +195,21 @@ def plot_claim(runs, out_pattern):
 
 
 def pending_table(results):
-    """Runs of the claim's plan that have no row yet, with the wall time that finished runs of the
-    same dataset and negatives took."""
+    """Runs of the claim's plan that have no row yet, with their estimated wall time, what each
+    estimate rests on, and the total."""
     plan = claim.status(os.path.join(results, NEGATIVES))
     pending = plan[plan.state == "pending"]
     if not len(pending):
         return ""
-    lines = ["| dataset | negatives | protocol | loss | seeds | est. wall min each (one thread) |",
-             "|---|---|---|---|---|---:|"]
+    lines = ["| dataset | negatives | protocol | loss | seeds | est. wall min each (one thread) | estimated from |",
+             "|---|---|---|---|---|---:|---|"]
     for (dataset, form, protocol, loss), group in pending.groupby(["dataset", "negatives", "protocol", "loss"], sort=False):
         est = group.est_min.iloc[0]
         lines.append(f"| {dataset} | {form} | {protocol} | {loss} | {', '.join(map(str, group.seed))} | "
-                     f"{'not measured yet' if pd.isna(est) else f'{est:.0f}'} |")
+                     f"{'not measured yet' if pd.isna(est) else f'{est:.0f}'} | {group.est_basis.iloc[0]} |")
+    known = pending.est_min.dropna()
+    lines.append(f"\n{len(pending)} runs; those with an estimate ({len(known)}) total about "
+                 f"{known.sum() / 60:.0f} hours of one thread, {known.sum() / 120:.0f} hours on two.")
     return "\n".join(lines)
 
 
@@ -247,8 +250,7 @@ def claim_section(results):
             f"{r['test_ndcg@20']:.4f} at its best validation so far)" for _, r in interrupted.iterrows()) + ".")
     pending = pending_table(results)
     if pending:
-        parts += ["**Not run yet** (the plan's pending runs; estimates from finished runs of the same dataset "
-                  "and negatives):", pending]
+        parts += ["**Not run yet** (the plan's pending runs, with their estimated cost):", pending]
     return parts
 
 

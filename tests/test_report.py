@@ -130,6 +130,31 @@ def test_claim_plan_puts_the_claims_rows_first_and_resumes_from_finished_rows(tm
     assert retrain[0][retrain[0].index("--fulltrain_epochs") + 1] == "20"
 
 
+def test_claim_estimates_a_pending_run_from_the_nearest_measured_runs(tmp_path):
+    results = tmp_path / "negatives"
+    results.mkdir()
+    pd.DataFrame([{**claim_row("gowalla", "MML", "row10", 2020, 0.15), "wall_s": 600.0},
+                  {**claim_row("gowalla", "MML", "pool100", 2020, 0.17), "wall_s": 1200.0},
+                  {**claim_row("yelp2018", "MML", "row10", 2020, 0.06), "wall_s": 900.0}]
+                 ).to_csv(results / "results.csv", index=False)
+    (tmp_path / "time_to_quality").mkdir()
+    pd.DataFrame([{**run_row("g-b1000", "MML"), "num_negatives": 1000, "wall_s": 1800.0,
+                   "protocol": "[train, valid, test]"}]).to_csv(tmp_path / "time_to_quality" / "results.csv", index=False)
+    status = claim.status(str(results)).set_index("label")
+    # same dataset and negatives, any loss: the mean of the finished runs
+    assert status.loc["gowalla-ccl-pool100-s2020", "est_min"] == pytest.approx(20.0)
+    # Yelp2018 at pool100: its row10 time scaled by the 2x Gowalla measured from row10 to pool100
+    assert status.loc["yelp2018-mml-pool100-s2020", "est_min"] == pytest.approx(30.0)
+    assert "gowalla's pool100 / row10" in status.loc["yelp2018-mml-pool100-s2020", "est_basis"]
+    # 800 shared: the fast config's own run with 1000 shared; none on Yelp2018
+    assert status.loc["gowalla-mml-shared800-s2020", "est_min"] == pytest.approx(30.0)
+    assert pd.isna(status.loc["yelp2018-mml-shared800-s2020", "est_min"])
+    # a retraining whose valid run has not finished: that run's estimate, as an upper bound
+    assert status.loc["yelp2018-mml-pool100-s2020-fulltrain", "est_min"] == pytest.approx(30.0)
+    assert "upper bound" in status.loc["yelp2018-mml-pool100-s2020-fulltrain", "est_basis"]
+    assert "pending" not in set(status.loc[["gowalla-mml-row10-s2020"], "state"])
+
+
 def test_claim_section_averages_seeds_tests_users_and_lists_what_is_pending(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "ROOT", str(tmp_path))
     (tmp_path / "docs").mkdir()
@@ -163,5 +188,6 @@ def test_claim_section_averages_seeds_tests_users_and_lists_what_is_pending(tmp_
     assert "| gowalla | gowalla-mml-row10-s2021 | gowalla-ccl-row10-s2021 | recall@20 | 100 |" in text
     assert (tmp_path / "docs" / "negatives_gowalla.png").stat().st_size > 0
     assert "| gowalla | row10 | [train, valid, test] | MML | 2022 |" in text
-    assert "| yelp2018 | row10 | [train, valid, test] | MML | 2020, 2021, 2022 | not measured yet |" in text
+    assert "| yelp2018 | row10 | [train, valid, test] | MML | 2020, 2021, 2022 | not measured yet | not measured yet |" in text
+    assert "runs; those with an estimate" in text
     assert "| gowalla | row10 | [fulltrain, test, test] | MML | 2020 | 1 |" in text  # 20 of the 30 epochs in 130 s
