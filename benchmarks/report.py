@@ -76,32 +76,52 @@ def per_user(folder, label):
     return pd.read_csv(path) if os.path.isfile(path) else None
 
 
+def paired_tests(pairs, folder):
+    """Paired t-test and Wilcoxon over the test users both runs of each (A, B) row pair scored."""
+    rows = []
+    for a, b in pairs:
+        a_users, b_users = per_user(folder, a.label), per_user(folder, b.label)
+        if a_users is None or b_users is None:
+            continue
+        both = a_users.merge(b_users, on="user_id", suffixes=("_a", "_b"))
+        for metric in METRICS:
+            diff = both[f"{metric}_a"] - both[f"{metric}_b"]
+            rows.append({
+                "dataset": a.dataset, "a": a.label, "b": b.label, "metric": metric, "users": len(both),
+                "a_mean": both[f"{metric}_a"].mean(), "b_mean": both[f"{metric}_b"].mean(), "diff": diff.mean(),
+                "ttest_p": stats.ttest_rel(both[f"{metric}_a"], both[f"{metric}_b"]).pvalue,
+                "wilcoxon_p": stats.wilcoxon(diff[diff != 0]).pvalue if (diff != 0).any() else float("nan"),
+            })
+    return pd.DataFrame(rows)
+
+
+def same(runs, ref, keys):
+    """The rows of ``runs`` that agree with row ``ref`` on every key."""
+    for key in keys:
+        runs = runs[runs[key].astype(str) == str(getattr(ref, key))]
+    return runs
+
+
 def paired_user_tests(runs, folder, reference="MML"):
     """Paired tests over test users: each ``reference`` run against every run that differs from it
     only in ``loss_type`` (same dataset, seed, negatives, learner, learning rate, batch)."""
     keys = ["dataset", "protocol", "seed", "neg_sharing", "num_negatives", "learner", "learning_rate",
             "train_batch_size"]
-    rows, runs = [], with_protocol(runs)
-    for ref in runs[runs.loss_type == reference].itertuples():
-        others = runs[(runs.loss_type != reference) & (runs.label != ref.label)]
-        for key in keys:
-            others = others[others[key].astype(str) == str(getattr(ref, key))]
-        ref_users = per_user(folder, ref.label)
-        for other in others.itertuples():
-            other_users = per_user(folder, other.label)
-            if ref_users is None or other_users is None:
-                continue
-            both = ref_users.merge(other_users, on="user_id", suffixes=("_a", "_b"))
-            for metric in METRICS:
-                diff = both[f"{metric}_a"] - both[f"{metric}_b"]
-                rows.append({
-                    "dataset": ref.dataset, "a": ref.label, "b": other.label, "metric": metric, "users": len(both),
-                    "a_mean": both[f"{metric}_a"].mean(), "b_mean": both[f"{metric}_b"].mean(),
-                    "diff": diff.mean(),
-                    "ttest_p": stats.ttest_rel(both[f"{metric}_a"], both[f"{metric}_b"]).pvalue,
-                    "wilcoxon_p": stats.wilcoxon(diff[diff != 0]).pvalue if (diff != 0).any() else float("nan"),
-                })
-    return pd.DataFrame(rows)
+    runs = with_protocol(runs)
+    pairs = [(ref, other) for ref in runs[runs.loss_type == reference].itertuples()
+             for other in same(runs[runs.loss_type != reference], ref, keys).itertuples()]
+    return paired_tests(pairs, folder)
+
+
+def fewer_negatives_tests(runs, folder, reference="MML", fewest=10):
+    """The paper's claim head on: ``reference`` with ``fewest`` negatives per row against every other
+    loss with more negatives, same dataset, seed and protocol."""
+    keys = ["dataset", "protocol", "seed", "learner", "learning_rate", "train_batch_size"]
+    runs = with_protocol(runs)
+    refs = runs[(runs.loss_type == reference) & (runs.neg_sharing == "row") & (runs.num_negatives == fewest)]
+    pairs = [(ref, other) for ref in refs.itertuples()
+             for other in same(runs[(runs.loss_type != reference) & (runs.num_negatives > fewest)], ref, keys).itertuples()]
+    return paired_tests(pairs, folder)
 
 
 def tests_table(tests):
@@ -242,6 +262,11 @@ def claim_section(results):
             parts += ["Paired over the test users of each seed (per-user values of the best-valid epoch, "
                       "`per_user_test.csv.gz`), MML against the run that differs only in its loss:",
                       tests_table(tests)]
+        fewer = fewer_negatives_tests(runs, folder)
+        if len(fewer):
+            parts += ["MML with 10 negatives per positive against the other losses with more negatives (same "
+                      "seed and protocol), paired over the test users in the same way: the claim that several "
+                      "margins make up for fewer negatives.", tests_table(fewer)]
     else:
         parts.append("No run has finished yet.")
     if len(interrupted):

@@ -163,6 +163,7 @@ def test_claim_section_averages_seeds_tests_users_and_lists_what_is_pending(tmp_
     rows = [claim_row("gowalla", "MML", "row10", 2020, 0.16),
             {**claim_row("gowalla", "MML", "row10", 2021, 0.18), "device": "NVIDIA H200", "wall_s": 60.0},
             claim_row("gowalla", "CCL", "row10", 2020, 0.15), claim_row("gowalla", "CCL", "row10", 2021, 0.15),
+            claim_row("gowalla", "CCL", "pool100", 2020, 0.17),
             claim_row("yelp2018", "CCL", "row10", 2020, 0.05, "interrupted after epoch 30; row from its curve")]
     pd.DataFrame(rows).to_csv(folder / "results.csv", index=False)
     users = [f"u{i}" for i in range(100)]
@@ -186,6 +187,11 @@ def test_claim_section_averages_seeds_tests_users_and_lists_what_is_pending(tmp_
     assert "yelp2018-ccl-row10-s2020 at epoch 30 (test Recall@20 / NDCG@20 0.0500 / 0.0250" in text
     assert "| gowalla | gowalla-mml-row10-s2020 | gowalla-ccl-row10-s2020 | recall@20 | 100 |" in text
     assert "| gowalla | gowalla-mml-row10-s2021 | gowalla-ccl-row10-s2021 | recall@20 | 100 |" in text
+    # MML at 10 per row against CCL at 100, same seed only, in a table of its own after the same-N tests
+    fewer = text.split("MML with 10 negatives per positive against")[1]
+    assert "| gowalla | gowalla-mml-row10-s2020 | gowalla-ccl-pool100-s2020 | recall@20 | 100 |" in fewer
+    assert "gowalla-mml-row10-s2021 | gowalla-ccl-pool100" not in text
+    assert "| gowalla-mml-row10-s2020 | gowalla-ccl-pool100-s2020 |" not in text.split("MML with 10 negatives per positive against")[0]
     assert (tmp_path / "docs" / "negatives_gowalla.png").stat().st_size > 0
     assert "| gowalla | row10 | [train, valid, test] | MML | 2022 |" in text
     assert "| yelp2018 | row10 | [train, valid, test] | MML | 2020, 2021, 2022 | not measured yet | not measured yet |" in text
