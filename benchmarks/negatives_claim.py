@@ -134,8 +134,8 @@ def status(results=RESULTS):
     rows = []
     for name, dataset, loss, form, seed in plan():
         state = "done" if name in set(done.label) else "pending"
-        base = done[done.label == name[:-len(FULLTRAIN)]]
-        if name.endswith(FULLTRAIN) and len(base):  # fulltrain for the chosen epochs, no validation
+        base = done[done.label == name[:-len(FULLTRAIN)]] if name.endswith(FULLTRAIN) else done.iloc[:0]
+        if len(base):  # fulltrain for the chosen epochs, no validation
             estimate = base.wall_s.iloc[0] / 60 * base.best_epoch.iloc[0] / base.epochs_run.iloc[0]
             basis = "its valid run's time for the chosen epochs"
         else:
