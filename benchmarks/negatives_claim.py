@@ -31,6 +31,7 @@ RESULTS = os.path.join(ROOT, "benchmarks", "results", "negatives")
 DATASETS = ("gowalla", "yelp2018")
 SEEDS = (2020, 2021, 2022)
 FULLTRAIN = "-fulltrain"  # label suffix of a retraining on the published training set
+PROTOCOL_VALID, PROTOCOL_FULL = "[train, valid, test]", "[fulltrain, test, test]"
 # label part -> (neg_sharing, num_negatives, neg_pool_size)
 FORMS = {"row10": ("row", 10, None), "pool100": ("pool", 100, 2000), "shared800": ("batch", 800, None)}
 # MML keeps the dataset's author setting from the fast yaml; the others replace the loss.
@@ -100,27 +101,37 @@ def devices(rows):
     return device.fillna("cpu")
 
 
-def estimate_minutes(done, dataset, form, proxies=None):
+def with_protocol(runs):
+    """Rows written before the ``protocol`` column existed ran ``[train, valid, test]``."""
+    protocol = runs["protocol"] if "protocol" in runs else pd.Series(index=runs.index, dtype=object)
+    return runs.assign(protocol=protocol.fillna(PROTOCOL_VALID))
+
+
+def form_minutes(done):
+    """Mean wall minutes of the finished ``[train, valid, test]`` CPU runs per (dataset, form)."""
+    cpu = done[~done.label.str.endswith(FULLTRAIN) & (devices(done) == "cpu")]
+    return {(d, f): cpu[(cpu.dataset == d) & cpu.label.str.contains(f"-{f}-")].wall_s.mean() / 60
+            for d in DATASETS for f in FORMS}
+
+
+def estimate_minutes(minutes, dataset, form, proxies=None):
     """Wall minutes of a pending run on one CPU thread, and what the estimate rests on.
 
-    In order: the mean of finished CPU runs of the same dataset and negatives; that dataset's runs of
-    another form scaled by the ratio the other dataset measured between the two forms; for N = 800
-    shared, the fast config's own runs with 1000 shared negatives (``proxies``: the time-to-quality
-    rows). NaN when none applies."""
-    cpu = done[~done.label.str.endswith(FULLTRAIN) & (devices(done) == "cpu")]
-    minutes = {(d, f): cpu[(cpu.dataset == d) & cpu.label.str.contains(f"-{f}-")].wall_s.mean() / 60
-               for d in DATASETS for f in FORMS}
+    In order: the mean of finished CPU runs of the same dataset and negatives (``minutes``, from
+    :func:`form_minutes`); that dataset's runs of another form scaled by the ratio the other dataset
+    measured between the two forms; for N = 800 shared, the fast config's own runs with 1000 shared
+    negatives (``proxies``: the time-to-quality rows). NaN when none applies."""
     if pd.notna(minutes[dataset, form]):
         return minutes[dataset, form], "finished runs, same dataset and negatives"
-    for other in DATASETS:
+    for other in (d for d in DATASETS if d != dataset):
         for base in FORMS:
             ratio = minutes[other, form] / minutes[other, base]
-            if other != dataset and pd.notna(ratio) and pd.notna(minutes[dataset, base]):
+            if pd.notna(ratio) and pd.notna(minutes[dataset, base]):
                 return minutes[dataset, base] * ratio, f"{dataset} {base} x {other}'s {form} / {base}"
     if form == "shared800" and proxies is not None and len(proxies):
-        protocol = proxies.get("protocol", pd.Series(index=proxies.index, dtype=object))
-        same = proxies[(proxies.dataset == dataset) & (proxies.neg_sharing == "batch") & (proxies.num_negatives == 1000)
-                       & ~protocol.astype(str).str.startswith("[fulltrain")]  # rows before the column: valid
+        proxies = with_protocol(proxies)
+        same = proxies[(proxies.dataset == dataset) & (proxies.neg_sharing == "batch")
+                       & (proxies.num_negatives == 1000) & (proxies.protocol == PROTOCOL_VALID)]
         if len(same):
             return same.wall_s.mean() / 60, f"{dataset}'s fast config with 1000 shared"
     return float("nan"), "not measured yet"
@@ -131,6 +142,7 @@ def status(results=RESULTS):
     (the fast configs' own runs are read from ``time_to_quality/`` beside ``results``)."""
     done = finished(results)
     fast = finished(os.path.join(os.path.dirname(os.path.abspath(results)), "time_to_quality"))
+    minutes = form_minutes(done)
     rows = []
     for name, dataset, loss, form, seed in plan():
         state = "done" if name in set(done.label) else "pending"
@@ -139,10 +151,10 @@ def status(results=RESULTS):
             estimate = base.wall_s.iloc[0] / 60 * base.best_epoch.iloc[0] / base.epochs_run.iloc[0]
             basis = "its valid run's time for the chosen epochs"
         else:
-            estimate, basis = estimate_minutes(done, dataset, form, fast)
+            estimate, basis = estimate_minutes(minutes, dataset, form, fast)
             if name.endswith(FULLTRAIN):
                 basis = "as its valid run (not run yet), an upper bound"
-        protocol = "[fulltrain, test, test]" if name.endswith(FULLTRAIN) else "[train, valid, test]"
+        protocol = PROTOCOL_FULL if name.endswith(FULLTRAIN) else PROTOCOL_VALID
         pending = state == "pending"
         rows.append({"label": name, "dataset": dataset, "loss": loss, "negatives": form, "protocol": protocol,
                      "seed": seed, "state": state, "est_min": round(estimate, 1) if pending else None,
