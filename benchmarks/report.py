@@ -248,7 +248,10 @@ def claim_section(results):
             parts.append(f"![quality against negatives]({os.path.relpath(figure, ROOT)})")
         timed = on_cpu(selected_on_valid)
         if len(timed):
-            plot(timed, folder, os.path.join(ROOT, "docs", "negatives_time.png"))
+            timed = timed.assign(order=timed.loss_type.map(LOSS_ORDER)).sort_values(["order", "num_negatives", "seed"])
+            plot(timed, folder,
+                 os.path.join(ROOT, "docs", "negatives_time.png"),
+                 series=lambda row: f"{row.loss_type}, {negatives(row)}")
             parts.append("Test Recall@20 against each run's own CPU minutes (the runs trained on the CPU):"
                          "\n\n![quality against time](docs/negatives_time.png)")
         tests = paired_user_tests(runs, folder)
@@ -299,29 +302,44 @@ def epoch_vs_floor_tables(results):
     return "\n\n".join(parts)
 
 
-def plot(runs, folder, out, clock="cpu_s"):
+def plot(runs, folder, out, clock="cpu_s", series=None):
     """Test Recall@20 against the run's own CPU minutes, one panel per dataset (the main runs, not the sweep).
 
     On a shared machine wall time counts the other jobs too; a single-thread run's CPU time is what
-    its wall time is on a quiet core."""
+    its wall time is on a quiet core. ``series`` (a function of a row) groups runs that share a colour
+    and one legend entry, such as the seeds of one setting; by default each run is its own series.
+    Returns each panel's legend entries."""
     plt = pyplot()
 
+    name_of = series or (lambda row: row.label)
+    names = runs.apply(name_of, axis=1) if len(runs) else pd.Series(dtype=str)
+    order = list(dict.fromkeys(names))
+    colours = plt.get_cmap("tab10" if len(order) <= 10 else "tab20")
     datasets = sorted(runs.dataset.unique())
     fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.5), squeeze=False)
-    for ax, name in zip(axes[0], datasets):
-        for row in runs[runs.dataset == name].itertuples():
+    legends = {}
+    for ax, dataset in zip(axes[0], datasets):
+        seen = set()
+        for row, name in zip(runs.itertuples(), names):
+            if row.dataset != dataset:
+                continue
             curve = pd.read_csv(os.path.join(folder, row.label, "curve.csv"))
             minutes = (curve[clock] if clock in curve else curve.wall_s) / 60  # CPU: a quiet machine's wall time
-            ax.plot(minutes, curve["test_recall@20"], marker=".", label=row.label)
-        if name in TARGETS:
-            ax.axhline(TARGETS[name][0], color="grey", linestyle="--", label="best published (test-selected)")
-        ax.set(title=f"{name}: test Recall@20 (selection on valid)", xlabel="minutes of the run's own CPU (train + valid; wall where not recorded)",
+            count = int((names[runs.dataset == dataset] == name).sum())
+            legend = None if name in seen else (f"{name} ({count} runs)" if series and count > 1 else name)
+            seen.add(name)
+            ax.plot(minutes, curve["test_recall@20"], marker=".", markersize=3, linewidth=1,
+                    color=colours(order.index(name) % colours.N), label=legend)
+        if dataset in TARGETS:
+            ax.axhline(TARGETS[dataset][0], color="grey", linestyle="--", label="best published (test-selected)")
+        ax.set(title=f"{dataset}: test Recall@20 (selection on valid)", xlabel="minutes of the run's own CPU (train + valid; wall where not recorded)",
                ylabel="Recall@20")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        legends[dataset] = [text.get_text() for text in ax.legend(fontsize=7).get_texts()]
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
+    return legends
 
 
 def generated_section(results, figure):

@@ -177,7 +177,7 @@ def test_claim_section_averages_seeds_tests_users_and_lists_what_is_pending(tmp_
         pd.DataFrame({"epoch": [2, 4], "wall_s": [60.0, 120.0], "cpu_s": [50.0, 100.0],
                       "test_recall@20": [0.05, row["test_recall@20"]]}).to_csv(folder / row["label"] / "curve.csv", index=False)
     timed = []
-    monkeypatch.setattr(report, "plot", lambda runs, folder, out: timed.extend(runs.label))
+    monkeypatch.setattr(report, "plot", lambda runs, folder, out, series: timed.extend(runs.label))
     text = "\n\n".join(report.claim_section(str(tmp_path / "results")))
     assert "| gowalla | 10 per row | [train, valid, test] | MML | 2 | 30 (20), 30 (20) | 0.1700 ± 0.0141 |" in text
     assert "| 2 (cpu), 1 (H200) |" in text  # each seed's minutes with the device they were measured on
@@ -197,3 +197,19 @@ def test_claim_section_averages_seeds_tests_users_and_lists_what_is_pending(tmp_
     assert "| yelp2018 | row10 | [train, valid, test] | MML | 2020, 2021, 2022 | not measured yet | not measured yet |" in text
     assert "runs; those with an estimate" in text
     assert "| gowalla | row10 | [fulltrain, test, test] | MML | 2020 | 1 |" in text  # 20 of the 30 epochs in 130 s
+
+
+def test_time_plot_draws_the_seeds_of_one_setting_as_one_series(tmp_path):
+    rows = [claim_row("gowalla", "MML", "row10", 2020, 0.16), claim_row("gowalla", "MML", "row10", 2021, 0.17),
+            claim_row("gowalla", "CCL", "row10", 2020, 0.15), claim_row("yelp2018", "CCL", "pool100", 2020, 0.05)]
+    for row in rows:
+        (tmp_path / row["label"]).mkdir()
+        pd.DataFrame({"epoch": [2, 4], "wall_s": [60.0, 120.0], "cpu_s": [50.0, 100.0],
+                      "test_recall@20": [0.05, row["test_recall@20"]]}).to_csv(tmp_path / row["label"] / "curve.csv", index=False)
+    runs = pd.DataFrame(rows)
+    out = tmp_path / "time.png"
+    legends = report.plot(runs, str(tmp_path), str(out), series=lambda row: f"{row.loss_type}, {report.negatives(row)}")
+    assert legends["gowalla"] == ["MML, 10 per row (2 runs)", "CCL, 10 per row", "best published (test-selected)"]
+    assert legends["yelp2018"][0] == "CCL, 100 per row from a pool of 2000"
+    assert out.stat().st_size > 0
+    assert report.plot(runs, str(tmp_path), str(out))["gowalla"][:3] == [r["label"] for r in rows[:3]]  # one per run
