@@ -96,12 +96,18 @@ def same(runs, ref, keys):
     return runs
 
 
+def in_reading_order(runs):
+    """Rows by dataset, protocol (selection on valid first), negatives and seed: the order the tables read in."""
+    key = runs.assign(after_valid=runs.protocol != PROTOCOL_VALID)
+    return runs.loc[key.sort_values(["dataset", "after_valid", "num_negatives", "seed"], kind="stable").index]
+
+
 def paired_user_tests(runs, folder, reference="MML"):
     """Paired tests over test users: each ``reference`` run against every run that differs from it
     only in ``loss_type`` (same dataset, seed, negatives, learner, learning rate, batch)."""
     keys = ["dataset", "protocol", "seed", "neg_sharing", "num_negatives", "learner", "learning_rate",
             "train_batch_size"]
-    runs = with_protocol(runs)
+    runs = in_reading_order(with_protocol(runs))
     pairs = [(ref, other) for ref in runs[runs.loss_type == reference].itertuples()
              for other in same(runs[runs.loss_type != reference], ref, keys).itertuples()]
     return paired_tests(pairs, folder)
@@ -111,7 +117,7 @@ def fewer_negatives_tests(runs, folder, reference="MML", fewest=10):
     """The paper's claim head on: ``reference`` with ``fewest`` negatives per row against every other
     loss with more negatives, same dataset, seed and protocol."""
     keys = ["dataset", "protocol", "seed", "learner", "learning_rate", "train_batch_size"]
-    runs = with_protocol(runs)
+    runs = in_reading_order(with_protocol(runs))
     refs = runs[(runs.loss_type == reference) & (runs.neg_sharing == "row") & (runs.num_negatives == fewest)]
     pairs = [(ref, other) for ref in refs.itertuples()
              for other in same(runs[(runs.loss_type != reference) & (runs.num_negatives > fewest)], ref, keys).itertuples()]

@@ -213,3 +213,16 @@ def test_time_plot_draws_the_seeds_of_one_setting_as_one_series(tmp_path):
     assert legends["yelp2018"][0] == "CCL, 100 per row from a pool of 2000"
     assert out.stat().st_size > 0
     assert report.plot(runs, str(tmp_path), str(out))["gowalla"][:3] == [r["label"] for r in rows[:3]]  # one per run
+
+
+def test_paired_tables_read_by_dataset_protocol_negatives_and_seed():
+    rows = pd.DataFrame([claim_row("yelp2018", "MML", "row10", 2020, 0.06),
+                         {**claim_row("gowalla", "MML", "row10", 2020, 0.16), "protocol": "[fulltrain, test, test]"},
+                         claim_row("gowalla", "MML", "pool100", 2020, 0.17),
+                         claim_row("gowalla", "MML", "row10", 2021, 0.16),
+                         claim_row("gowalla", "MML", "row10", 2020, 0.16)])
+    ordered = report.in_reading_order(report.with_protocol(rows))
+    assert [(r.dataset, r.num_negatives, r.seed, r.protocol) for r in ordered.itertuples()] == [
+        ("gowalla", 10, 2020, "[train, valid, test]"), ("gowalla", 10, 2021, "[train, valid, test]"),
+        ("gowalla", 100, 2020, "[train, valid, test]"), ("gowalla", 10, 2020, "[fulltrain, test, test]"),
+        ("yelp2018", 10, 2020, "[train, valid, test]")]
