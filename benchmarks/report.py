@@ -133,6 +133,30 @@ def tests_table(tests):
     return "\n".join(lines)
 
 
+def verdict_table(tests, runs, alpha=0.05):
+    """The paired tests summed up per dataset, protocol, pair of negatives and metric: the seeds
+    tested, the mean difference and on how many seeds each side is ahead at paired t-test p < alpha."""
+    if not len(tests):
+        return ""
+    rows = runs.set_index("label")
+    info = tests.assign(protocol=tests.a.map(rows.protocol), a_negatives=tests.a.map(lambda l: negatives(rows.loc[l])),
+                        b_negatives=tests.b.map(lambda l: negatives(rows.loc[l])), a_loss=tests.a.map(rows.loss_type),
+                        b_loss=tests.b.map(rows.loss_type), after_valid=tests.a.map(rows.protocol) != PROTOCOL_VALID,
+                        a_n=tests.a.map(rows.num_negatives), b_n=tests.b.map(rows.num_negatives),
+                        b_order=tests.b.map(rows.loss_type).map(LOSS_ORDER), metric_order=tests.metric.map(METRICS.index))
+    lines = [f"| dataset | protocol | A | B | metric | seeds | mean A - B | A ahead (p < {alpha:g}) | "
+             f"B ahead (p < {alpha:g}) | largest t-test p |", "|---|---|---|---|---|---:|---:|---:|---:|---:|"]
+    keys = ["dataset", "after_valid", "a_n", "b_n", "b_order", "protocol", "a_loss", "a_negatives", "b_loss",
+            "b_negatives", "metric_order", "metric"]
+    for key, group in info.groupby(keys, sort=True):
+        dataset, _, _, _, _, protocol, a_loss, a_neg, b_loss, b_neg, _, metric = key
+        significant = group.ttest_p < alpha
+        lines.append(f"| {dataset} | {protocol} | {a_loss}, {a_neg} | {b_loss}, {b_neg} | {metric} | {len(group)} | "
+                     f"{group['diff'].mean():+.4f} | {int((significant & (group['diff'] > 0)).sum())} | "
+                     f"{int((significant & (group['diff'] < 0)).sum())} | {group.ttest_p.max():.2g} |")
+    return "\n".join(lines)
+
+
 def pool_sweep_table(runs):
     """Quality and epoch time of the negative sources at equal epochs, mean +- std over seeds."""
     runs = runs.assign(source=runs.apply(negatives, axis=1))
@@ -260,12 +284,15 @@ def claim_section(results):
                  series=lambda row: f"{row.loss_type}, {negatives(row)}")
             parts.append("Test Recall@20 against each run's own CPU minutes (the runs trained on the CPU):"
                          "\n\n![quality against time](docs/negatives_time.png)")
-        tests = paired_user_tests(runs, folder)
+        tests, fewer = paired_user_tests(runs, folder), fewer_negatives_tests(runs, folder)
+        if len(tests) or len(fewer):
+            parts += ["**In one table**: every paired test below (over the test users of one seed), summed up per "
+                      "comparison. A seed counts for a side when that side is ahead with paired t-test p < 0.05.",
+                      verdict_table(pd.concat([tests, fewer], ignore_index=True), runs)]
         if len(tests):
             parts += ["Paired over the test users of each seed (per-user values of the best-valid epoch, "
                       "`per_user_test.csv.gz`), MML against the run that differs only in its loss:",
                       tests_table(tests)]
-        fewer = fewer_negatives_tests(runs, folder)
         if len(fewer):
             parts += ["MML with 10 negatives per positive against the other losses with more negatives (same "
                       "seed and protocol), paired over the test users in the same way: the claim that several "

@@ -187,6 +187,9 @@ def test_claim_section_averages_seeds_tests_users_and_lists_what_is_pending(tmp_
     assert "yelp2018-ccl-row10-s2020 at epoch 30 (test Recall@20 / NDCG@20 0.0500 / 0.0250" in text
     assert "| gowalla | gowalla-mml-row10-s2020 | gowalla-ccl-row10-s2020 | recall@20 | 100 |" in text
     assert "| gowalla | gowalla-mml-row10-s2021 | gowalla-ccl-row10-s2021 | recall@20 | 100 |" in text
+    verdict = text.split("**In one table**")[1].split("Paired over")[0]  # the tests summed up per comparison
+    assert "| gowalla | [train, valid, test] | MML, 10 per row | CCL, 10 per row | recall@20 | 2 | +0.0200 | 2 | 0 |" in verdict
+    assert "| MML, 10 per row | CCL, 100 per row from a pool of 2000 | recall@20 | 1 | +0.0200 | 1 | 0 |" in verdict
     # MML at 10 per row against CCL at 100, same seed only, in a table of its own after the same-N tests
     fewer = text.split("MML with 10 negatives per positive against")[1]
     assert "| gowalla | gowalla-mml-row10-s2020 | gowalla-ccl-pool100-s2020 | recall@20 | 100 |" in fewer
