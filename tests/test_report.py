@@ -229,3 +229,15 @@ def test_paired_tables_read_by_dataset_protocol_negatives_and_seed():
         ("gowalla", 10, 2020, "[train, valid, test]"), ("gowalla", 10, 2021, "[train, valid, test]"),
         ("gowalla", 100, 2020, "[train, valid, test]"), ("gowalla", 10, 2020, "[fulltrain, test, test]"),
         ("yelp2018", 10, 2020, "[train, valid, test]")]
+
+
+def test_verdict_counts_the_seeds_each_side_wins_significantly():
+    runs = pd.DataFrame([claim_row("gowalla", loss, form, seed, 0.1) for loss, form in (("MML", "row10"), ("CCL", "pool100"))
+                         for seed in (2020, 2021, 2022)])
+    runs = report.with_protocol(runs)
+    tests = pd.DataFrame([{"dataset": "gowalla", "a": f"gowalla-mml-row10-s{seed}", "b": f"gowalla-ccl-pool100-s{seed}",
+                           "metric": "ndcg@20", "diff": diff, "ttest_p": p}
+                          for seed, diff, p in ((2020, -0.006, 1e-20), (2021, -0.004, 1e-10), (2022, 0.001, 0.3))])
+    line = report.verdict_table(tests, runs).splitlines()[2]
+    assert line == ("| gowalla | [train, valid, test] | MML, 10 per row | CCL, 100 per row from a pool of 2000 | ndcg@20 | "
+                    "3 | -0.0030 | 0 | 2 | 0.3 |")
