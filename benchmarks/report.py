@@ -279,8 +279,7 @@ def claim_section(results):
         timed = on_cpu(selected_on_valid)
         if len(timed):
             timed = timed.assign(order=timed.loss_type.map(LOSS_ORDER)).sort_values(["order", "num_negatives", "seed"])
-            plot(timed, folder,
-                 os.path.join(ROOT, "docs", "negatives_time.png"),
+            plot(timed, folder, os.path.join(ROOT, "docs", "negatives_time.png"),
                  series=lambda row: f"{row.loss_type}, {negatives(row)}")
             parts.append("Test Recall@20 against each run's own CPU minutes (the runs trained on the CPU):"
                          "\n\n![quality against time](docs/negatives_time.png)")
