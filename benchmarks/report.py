@@ -138,20 +138,19 @@ def verdict_table(tests, runs, alpha=0.05):
     tested, the mean difference and on how many seeds each side is ahead at paired t-test p < alpha."""
     if not len(tests):
         return ""
-    rows = runs.set_index("label")
-    info = tests.assign(protocol=tests.a.map(rows.protocol), a_negatives=tests.a.map(lambda l: negatives(rows.loc[l])),
-                        b_negatives=tests.b.map(lambda l: negatives(rows.loc[l])), a_loss=tests.a.map(rows.loss_type),
-                        b_loss=tests.b.map(rows.loss_type), after_valid=tests.a.map(rows.protocol) != PROTOCOL_VALID,
-                        a_n=tests.a.map(rows.num_negatives), b_n=tests.b.map(rows.num_negatives),
-                        b_order=tests.b.map(rows.loss_type).map(LOSS_ORDER), metric_order=tests.metric.map(METRICS.index))
+    side = runs.set_index("label")
+    side = side.assign(setting=side.loss_type + ", " + side.apply(negatives, axis=1), order=side.loss_type.map(LOSS_ORDER))
+    a, b = side.loc[tests.a].reset_index(drop=True), side.loc[tests.b].reset_index(drop=True)
+    info = tests.reset_index(drop=True).assign(
+        protocol=a.protocol, after_valid=a.protocol != PROTOCOL_VALID, a_n=a.num_negatives, b_n=b.num_negatives,
+        b_order=b.order, a_setting=a.setting, b_setting=b.setting, metric_order=tests.metric.map(METRICS.index))
     lines = [f"| dataset | protocol | A | B | metric | seeds | mean A - B | A ahead (p < {alpha:g}) | "
              f"B ahead (p < {alpha:g}) | largest t-test p |", "|---|---|---|---|---|---:|---:|---:|---:|---:|"]
-    keys = ["dataset", "after_valid", "a_n", "b_n", "b_order", "protocol", "a_loss", "a_negatives", "b_loss",
-            "b_negatives", "metric_order", "metric"]
-    for key, group in info.groupby(keys, sort=True):
-        dataset, _, _, _, _, protocol, a_loss, a_neg, b_loss, b_neg, _, metric = key
+    keys = ["dataset", "after_valid", "a_n", "b_n", "b_order", "protocol", "a_setting", "b_setting", "metric_order",
+            "metric"]
+    for (dataset, _, _, _, _, protocol, a_setting, b_setting, _, metric), group in info.groupby(keys, sort=True):
         significant = group.ttest_p < alpha
-        lines.append(f"| {dataset} | {protocol} | {a_loss}, {a_neg} | {b_loss}, {b_neg} | {metric} | {len(group)} | "
+        lines.append(f"| {dataset} | {protocol} | {a_setting} | {b_setting} | {metric} | {len(group)} | "
                      f"{group['diff'].mean():+.4f} | {int((significant & (group['diff'] > 0)).sum())} | "
                      f"{int((significant & (group['diff'] < 0)).sum())} | {group.ttest_p.max():.2g} |")
     return "\n".join(lines)
@@ -351,14 +350,12 @@ def plot(runs, folder, out, clock="cpu_s", series=None):
     fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.5), squeeze=False)
     legends = {}
     for ax, dataset in zip(axes[0], datasets):
-        seen = set()
-        for row, name in zip(runs.itertuples(), names):
-            if row.dataset != dataset:
-                continue
+        here = (runs.dataset == dataset).to_numpy()
+        counts, seen = names[here].value_counts(), set()
+        for row, name in zip(runs[here].itertuples(), names[here]):
             curve = pd.read_csv(os.path.join(folder, row.label, "curve.csv"))
             minutes = (curve[clock] if clock in curve else curve.wall_s) / 60  # CPU: a quiet machine's wall time
-            count = int((names[runs.dataset == dataset] == name).sum())
-            legend = None if name in seen else (f"{name} ({count} runs)" if series and count > 1 else name)
+            legend = None if name in seen else (f"{name} ({counts[name]} runs)" if series and counts[name] > 1 else name)
             seen.add(name)
             ax.plot(minutes, curve["test_recall@20"], marker=".", markersize=3, linewidth=1,
                     color=colours(order.index(name) % colours.N), label=legend)
