@@ -29,6 +29,7 @@ import pandas as pd
 import recbole_mml.quick_start  # noqa: F401  (applies the compatibility fixes)
 from recbole.utils import init_logger, init_seed
 
+from recbole_mml import compat
 from recbole_mml.collector import per_user_topk
 from recbole_mml.quick_start import build_config, build_trainer, prepare_data
 
@@ -260,6 +261,7 @@ def main(argv=None):
     parser.add_argument("--fulltrain_epochs", type=int,
                         help="only the fulltrain run, for this many epochs (label as given)")
     args, overrides = parser.parse_known_args(argv)
+    compat.quiet_recbole_warnings()
     label = args.label or os.path.splitext(os.path.basename(args.config))[0]
     # RecBole's data_path is relative to the working folder: resolve it before leaving the repository
     given = [o for o in overrides if o.startswith("--data_path=")]

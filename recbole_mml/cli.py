@@ -10,7 +10,6 @@ An interrupted search ends with one line saying how to resume it, and exit code 
 
 import argparse
 import sys
-import warnings
 
 from recbole_mml.errors import ConfigError, NonFiniteLossError, SearchInterrupted
 
@@ -58,11 +57,10 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     mode, rest = _mode(argv)
     debug = "--debug" in rest
-    if not debug:
-        # RecBole 1.2.1's own deprecation noise (GradScaler, pandas inplace, read-only numpy arrays)
-        warnings.filterwarnings("ignore", module=r"recbole(\.|$)")
     from recbole_mml import compat
 
+    if not debug:
+        compat.quiet_recbole_warnings()
     compat.apply()
 
     try:

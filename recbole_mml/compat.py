@@ -316,6 +316,13 @@ def applied():
     return sorted(_applied)
 
 
+def quiet_recbole_warnings():
+    """Hide the warnings raised in RecBole's own modules: on today's stack RecBole 1.2.1 warns at every
+    epoch (torch's ``GradScaler`` deprecation) and on every dataset load (pandas' inplace, read-only numpy
+    arrays), burying a run's log; none of them is about the user's run. Warnings raised elsewhere stay."""
+    warnings.filterwarnings("ignore", module=r"recbole(\.|$)")
+
+
 def apply():
     """Apply every fix the installed stack needs and that is not in place yet; safe to call again."""
     import recbole

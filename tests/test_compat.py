@@ -5,6 +5,7 @@ import math
 import os
 import pickle
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -267,3 +268,12 @@ def test_anomaly_mode_stays_off_after_recbole_models_are_imported():
             "import recbole.model.sequential_recommender.sine; print(torch.is_anomaly_enabled())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "False"
+
+
+def test_quiet_recbole_warnings_hides_recbole_s_own_and_keeps_the_others():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compat.quiet_recbole_warnings()
+        for module in ("recbole.trainer.trainer", "recbole", "recbole_mml.loss", "torch.amp"):
+            warnings.warn_explicit(f"from {module}", FutureWarning, f"{module}.py", 1, module=module)
+    assert [str(w.message) for w in caught] == ["from recbole_mml.loss", "from torch.amp"]

@@ -88,6 +88,9 @@ def run_subprocess(run, log_path, timeout=None):
 
 def worker_main(request, answer):
     """The subprocess's side: read the run, execute it, write its row."""
+    from recbole_mml.compat import quiet_recbole_warnings
+
+    quiet_recbole_warnings()  # as the command line that started this process does
     with open(request, encoding="utf-8") as f:
         job = json.load(f)
     row = execute(job["model"], job["dataset"], job["config"])

@@ -4,10 +4,10 @@ improves (so an interrupted search resumes where it stopped)."""
 
 import logging
 import tempfile
-import warnings
 
 from recbole.utils import init_logger, init_seed
 
+from recbole_mml import compat
 from recbole_mml.checkpoint import find_checkpoint
 from recbole_mml.quick_start import build_trainer, prepare_data
 
@@ -33,7 +33,7 @@ def train_trial(params, setup, split):
     import ray
     from ray import tune
 
-    warnings.filterwarnings("ignore", module=r"recbole(\.|$)")  # as the CLI: RecBole's deprecation noise
+    compat.quiet_recbole_warnings()  # as the command line does
     values = setup.space.decode(params)
     # RecBole sets CUDA_VISIBLE_DEVICES from gpu_id: give it the GPUs Ray assigned to this trial
     gpu_id = ",".join(str(i) for i in ray.get_gpu_ids()) if setup.gpus_per_trial else ""
