@@ -34,13 +34,22 @@ FULLTRAIN = "-fulltrain"  # label suffix of a retraining on the published traini
 PROTOCOL_VALID, PROTOCOL_FULL = "[train, valid, test]", "[fulltrain, test, test]"
 # label part -> (neg_sharing, num_negatives, neg_pool_size)
 FORMS = {"row10": ("row", 10, None), "pool100": ("pool", 100, 2000), "shared800": ("batch", 800, None)}
-# MML keeps the dataset's author setting from the fast yaml; the others replace the loss.
-LOSSES = {
-    "MML": [],
-    "CCL": ["--loss_type=CCL", "--ccl_margin=0.9", "--neg_weight=150"],  # SimpleX's Gowalla / Yelp2018 setting
-    "SSM": ["--loss_type=SSM", "--temperature=0.08"],
-    "BSL": ["--loss_type=BSL", "--temperature=0.08", "--bsl_neg_power=1.22"],  # the BSL authors' Gowalla MF
-}
+LOSSES = ("MML", "CCL", "SSM", "BSL")
+# The BSL authors' MF settings per dataset (the logs of their best runs): t1, the temperature of SSM and
+# BSL (their softmax-loss runs use the same t1), and t2, BSL's power of the negative term.
+TEMPERATURE = {"gowalla": 0.08, "yelp2018": 0.11}
+BSL_NEG_POWER = {"gowalla": 1.22, "yelp2018": 1.10}
+
+
+def loss_args(loss, dataset):
+    """The loss's overrides: MML keeps the dataset's author setting from the fast yaml, the others replace it."""
+    if loss == "CCL":
+        return ["--loss_type=CCL", "--ccl_margin=0.9", "--neg_weight=150"]  # SimpleX's Gowalla / Yelp2018 setting
+    if loss == "SSM":
+        return ["--loss_type=SSM", f"--temperature={TEMPERATURE[dataset]}"]
+    if loss == "BSL":
+        return ["--loss_type=BSL", f"--temperature={TEMPERATURE[dataset]}", f"--bsl_neg_power={BSL_NEG_POWER[dataset]}"]
+    return []
 
 
 def plan():
@@ -76,7 +85,7 @@ def command(dataset, loss, form, seed, results=RESULTS, minutes=240, fulltrain_e
             "--config", os.path.join(ROOT, "properties", "fast", f"{dataset}.yaml"), "--results", results]
     args += (["--label", name + FULLTRAIN, "--fulltrain_epochs", str(fulltrain_epochs)] if fulltrain_epochs
              else ["--label", name, "--minutes", str(minutes)])
-    args += [f"--neg_sharing={sharing}", f"--num_negatives={n}", f"--seed={seed}", *LOSSES[loss]]
+    args += [f"--neg_sharing={sharing}", f"--num_negatives={n}", f"--seed={seed}", *loss_args(loss, dataset)]
     return args + ([f"--neg_pool_size={pool}"] if pool else [])
 
 

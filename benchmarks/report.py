@@ -263,7 +263,9 @@ def claim_section(results):
     parts = ["## The claim: MML against CCL at 10, 100 and 800 negatives, trained to early stopping",
              "`python benchmarks/negatives_claim.py` (the plan, resumable from the committed rows; `--list` prints it). "
              "MMLMF on the fast configs (`properties/fast/<dataset>.yaml`: sparse Adam lr 5e-3, batch 1024, MML "
-             "with the author's setting for the dataset; CCL with SimpleX's margin 0.9 and negative weight 150), "
+             "with the author's setting for the dataset; CCL with SimpleX's margin 0.9 and negative weight 150; SSM "
+             "and BSL with the BSL authors' MF settings, temperature t1 and BSL's t2: " + ", ".join(
+                 f"{t1} and {claim.BSL_NEG_POWER[d]} on {d}" for d, t1 in claim.TEMPERATURE.items()) + "), "
              "protocol `[train, valid, test]`: early stopping after 5 validations (10 epochs) without a better valid "
              "NDCG@20, test numbers of the best-valid epoch. 10 negatives are drawn per row (the published form); "
              "100 per row from a per-batch pool of 2000 items (the pool sweep below); 800 per row does not fit a "

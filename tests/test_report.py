@@ -106,6 +106,10 @@ def test_claim_plan_puts_the_claims_rows_first_and_resumes_from_finished_rows(tm
     assert len(plan) == len({p[0] for p in plan}) == 3 * (2 * 2 * 2 + 2 * 2 + 2 * 2 * 2) + 2 * 2 * 2
     assert "--neg_pool_size=2000" in claim.command("gowalla", "CCL", "pool100", 2021)
     assert "--loss_type=CCL" in claim.command("gowalla", "CCL", "pool100", 2021)
+    # SSM and BSL take the BSL authors' temperatures of the dataset
+    assert claim.command("yelp2018", "BSL", "pool100", 2020)[-4:-1] == ["--loss_type=BSL", "--temperature=0.11",
+                                                                      "--bsl_neg_power=1.1"]
+    assert "--temperature=0.08" in claim.command("gowalla", "SSM", "pool100", 2020)
     results = tmp_path / "negatives"
     results.mkdir()
     pd.DataFrame([claim_row("gowalla", "MML", "row10", 2020, 0.15),
