@@ -167,7 +167,8 @@ def test_claim_section_averages_seeds_tests_users_and_lists_what_is_pending(tmp_
     rows = [claim_row("gowalla", "MML", "row10", 2020, 0.16),
             {**claim_row("gowalla", "MML", "row10", 2021, 0.18), "device": "NVIDIA H200", "wall_s": 60.0},
             claim_row("gowalla", "CCL", "row10", 2020, 0.15), claim_row("gowalla", "CCL", "row10", 2021, 0.15),
-            claim_row("gowalla", "CCL", "pool100", 2020, 0.17),
+            claim_row("gowalla", "CCL", "pool100", 2020, 0.17), claim_row("gowalla", "MML", "pool100", 2020, 0.18),
+            claim_row("gowalla", "CCL", "shared800", 2020, 0.18),
             claim_row("yelp2018", "CCL", "row10", 2020, 0.05, "interrupted after epoch 30; row from its curve")]
     pd.DataFrame(rows).to_csv(folder / "results.csv", index=False)
     users = [f"u{i}" for i in range(100)]
@@ -194,11 +195,12 @@ def test_claim_section_averages_seeds_tests_users_and_lists_what_is_pending(tmp_
     verdict = text.split("**In one table**")[1].split("Paired over")[0]  # the tests summed up per comparison
     assert "| gowalla | [train, valid, test] | MML, 10 per row | CCL, 10 per row | recall@20 | 2 | +0.0200 | 2 | 0 |" in verdict
     assert "| MML, 10 per row | CCL, 100 per row from a pool of 2000 | recall@20 | 1 | +0.0200 | 1 | 0 |" in verdict
-    # MML at 10 per row against CCL at 100, same seed only, in a table of its own after the same-N tests
-    fewer = text.split("MML with 10 negatives per positive against")[1]
-    assert "| gowalla | gowalla-mml-row10-s2020 | gowalla-ccl-pool100-s2020 | recall@20 | 100 |" in fewer
-    assert "gowalla-mml-row10-s2021 | gowalla-ccl-pool100" not in text
-    assert "| gowalla-mml-row10-s2020 | gowalla-ccl-pool100-s2020 |" not in text.split("MML with 10 negatives per positive against")[0]
+    # MML against CCL with more negatives, same seed only, in a table of its own after the same-N tests
+    same_n, fewer = text.split("MML against the other losses with more negatives per positive")
+    for a, b in [("row10", "pool100"), ("row10", "shared800"), ("pool100", "shared800")]:
+        assert f"| gowalla | gowalla-mml-{a}-s2020 | gowalla-ccl-{b}-s2020 | recall@20 | 100 |" in fewer
+        assert f"| gowalla-mml-{a}-s2020 | gowalla-ccl-{b}-s2020 |" not in same_n
+    assert "gowalla-mml-pool100-s2020 | gowalla-ccl-pool100" not in fewer and "gowalla-mml-row10-s2021 | gowalla-ccl-pool100" not in text
     assert (tmp_path / "docs" / "negatives_gowalla.png").stat().st_size > 0
     assert "| gowalla | row10 | [train, valid, test] | MML | 2022 |" in text
     assert "| yelp2018 | row10 | [train, valid, test] | MML | 2020, 2021, 2022 | not measured yet | not measured yet |" in text
