@@ -216,11 +216,15 @@ def plot_claim(runs, out_pattern):
 
     written = []
     for dataset, data in runs.groupby("dataset"):
+        seeds = data.groupby(["loss_type", "num_negatives"]).size().max()
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
         for ax, metric in zip(axes, METRICS):
             for loss, group in sorted(data.groupby("loss_type"), key=lambda item: LOSS_ORDER.get(item[0], 9)):
-                stat = group.groupby("num_negatives")[f"test_{metric}"].agg(["mean", "std"]).fillna(0.0)
+                stat = group.groupby("num_negatives")[f"test_{metric}"].agg(["mean", "std", "count"]).fillna(0.0)
                 ax.errorbar(stat.index, stat["mean"], yerr=stat["std"], marker="o", capsize=3, label=loss)
+                for n, point in stat[stat["count"] < seeds].iterrows():  # no error bar yet: say so
+                    ax.annotate(f"{point['count']:.0f} seed{'s' if point['count'] > 1 else ''}", (n, point["mean"]),
+                                textcoords="offset points", xytext=(-6, 6), ha="right", fontsize=7)
             ticks = sorted(data.num_negatives.unique())
             names = {n: negatives(data[data.num_negatives == n].iloc[0]) for n in ticks}
             ax.set_xscale("log")
