@@ -3,6 +3,7 @@ stopping on valid, several seeds: the paper's claim, converged, with per-user sc
 
     python benchmarks/negatives_claim.py --list                     # the plan: done, pending, estimated cost
     python benchmarks/negatives_claim.py [--dataset gowalla] [--only MML CCL] [--forms row10] [--labels L ...] [--max_runs K]
+    python benchmarks/negatives_claim.py --jobs 2 --hours 2.5          # two at a time, only runs whose estimate fits
 
 Every run is ``benchmarks/time_to_quality.py`` on ``properties/fast/<dataset>.yaml`` (MMLMF, sparse
 Adam lr 5e-3, batch 1024, ``[train, valid, test]``, early stopping after 5 evaluations without a better
@@ -23,6 +24,8 @@ import argparse
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import pandas as pd
 
@@ -171,6 +174,54 @@ def status(results=RESULTS):
     return pd.DataFrame(rows)
 
 
+def run_plan(runs, results, jobs=1, max_runs=0, deadline=None):
+    """Run the plan's pending ``runs`` in order, ``jobs`` at a time, each a ``time_to_quality.py`` process.
+
+    A run finished meanwhile by another driver is skipped; a fulltrain run waits for its valid run's row;
+    with ``deadline`` (epoch seconds) a run starts only if its estimate ends before it, so a budget is
+    not cut mid-run. After a failure no run starts. Returns the labels of the runs that failed."""
+    lock, queue, started, failed = threading.Lock(), list(runs), [], []
+
+    def take():
+        with lock:
+            if failed or (max_runs and len(started) >= max_runs):
+                return None
+            done = finished(results)
+            for run in list(queue):
+                if run.label in set(done.label):
+                    queue.remove(run)
+                    continue
+                epochs = None
+                if run.label.endswith(FULLTRAIN):
+                    epochs = best_epoch(done, run.label[:-len(FULLTRAIN)])
+                    if epochs is None:  # its valid run has no row yet: nothing to retrain
+                        continue
+                if deadline and not (pd.notna(run.est_min) and time.time() + run.est_min * 60 < deadline):
+                    continue
+                queue.remove(run)
+                started.append(run.label)
+                return run, epochs
+            return None
+
+    def worker():
+        while (item := take()) is not None:
+            run, epochs = item
+            print(f"== {run.label}", flush=True)
+            try:
+                subprocess.run(command(run.dataset, run.loss, run.negatives, run.seed, results,
+                                       fulltrain_epochs=epochs), check=True)
+            except subprocess.CalledProcessError:
+                with lock:
+                    failed.append(run.label)
+
+    threads = [threading.Thread(target=worker) for _ in range(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return failed
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--list", action="store_true", help="print the plan and stop")
@@ -179,33 +230,31 @@ def main(argv=None):
     parser.add_argument("--forms", nargs="+", choices=sorted(FORMS), help="these negatives only")
     parser.add_argument("--labels", nargs="+", help="these runs only (labels as --list prints them)")
     parser.add_argument("--max_runs", type=int, default=0, help="stop after this many runs (0: all pending)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs at a time, one thread each (default 1; two on a 2-core machine)")
+    parser.add_argument("--hours", type=float, default=0,
+                        help="start a run only if its estimate ends within this many hours (0: no limit)")
     parser.add_argument("--results", default=RESULTS)
     args = parser.parse_args(argv)
+    if args.jobs < 1 or args.hours < 0:
+        parser.error(f"--jobs: expected an integer >= 1, got {args.jobs}" if args.jobs < 1
+                     else f"--hours: expected a number >= 0, got {args.hours}")
     results = os.path.abspath(args.results)
     table = status(results)
+    unknown = sorted(set(args.labels or ()) - set(table.label))
+    if unknown:
+        parser.error(f"--labels: not in the plan: {', '.join(unknown)} (--list prints the plan)")
     if args.list:
         print(table.to_string(index=False))
         return 0
-    started = 0
-    for run in table.itertuples():
-        if run.state == "done" or run.dataset not in args.dataset or (args.only and run.loss not in args.only) \
-                or (args.forms and run.negatives not in args.forms) or (args.labels and run.label not in args.labels):
-            continue
-        if run.label in set(finished(results).label):  # finished meanwhile by another driver
-            continue
-        epochs = None
-        if run.label.endswith(FULLTRAIN):
-            epochs = best_epoch(finished(results), run.label[:-len(FULLTRAIN)])
-            if epochs is None:  # its run has not finished: nothing to retrain yet
-                continue
-        print(f"== {run.label}", flush=True)
-        subprocess.run(command(run.dataset, run.loss, run.negatives, run.seed, results, fulltrain_epochs=epochs),
-                       check=True)
-        started += 1
-        if args.max_runs and started >= args.max_runs:
-            break
-    return 0
-
+    runs = [run for run in table.itertuples()
+            if run.state == "pending" and run.dataset in args.dataset and (not args.only or run.loss in args.only)
+            and (not args.forms or run.negatives in args.forms) and (not args.labels or run.label in args.labels)]
+    deadline = time.time() + args.hours * 3600 if args.hours else None
+    failed = run_plan(runs, results, jobs=args.jobs, max_runs=args.max_runs, deadline=deadline)
+    for name in failed:
+        print(f"negatives_claim: run {name} failed (its output above); no run was started after it", file=sys.stderr)
+    return 1 if failed else 0
 
 if __name__ == "__main__":
     sys.exit(main())

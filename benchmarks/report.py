@@ -265,7 +265,8 @@ def claim_section(results):
     path = os.path.join(folder, "results.csv")
     runs = with_protocol(pd.read_csv(path)) if os.path.isfile(path) else pd.DataFrame()
     parts = ["## The claim: MML against CCL at 10, 100 and 800 negatives, trained to early stopping",
-             "`python benchmarks/negatives_claim.py` (the plan, resumable from the committed rows; `--list` prints it). "
+             "`python benchmarks/negatives_claim.py [--jobs 2] [--hours H]` (the plan, resumable from the committed rows; "
+             "`--list` prints it; `--hours` starts only the runs whose estimate fits). "
              "MMLMF on the fast configs (`properties/fast/<dataset>.yaml`: sparse Adam lr 5e-3, batch 1024, MML "
              "with the author's setting for the dataset; CCL with SimpleX's margin 0.9 and negative weight 150; SSM "
              "and BSL with the BSL authors' MF settings, temperature t1 and BSL's t2: " + ", ".join(

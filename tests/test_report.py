@@ -2,6 +2,8 @@
 
 import importlib.util
 import os
+import subprocess
+import time
 
 import numpy as np
 import pandas as pd
@@ -247,3 +249,45 @@ def test_verdict_counts_the_seeds_each_side_wins_significantly():
     line = report.verdict_table(tests, runs).splitlines()[2]
     assert line == ("| gowalla | [train, valid, test] | MML, 10 per row | CCL, 100 per row from a pool of 2000 | ndcg@20 | "
                     "3 | -0.0030 | 0 | 2 | 0.3 |")
+
+
+def test_claim_runs_two_at_a_time_and_starts_only_what_fits_the_hours(tmp_path, monkeypatch):
+    results = tmp_path / "negatives"
+    results.mkdir()
+    pd.DataFrame([{**claim_row("gowalla", "MML", "row10", 2020, 0.15), "wall_s": 600.0}]).to_csv(
+        results / "results.csv", index=False)
+    running, most, ran = [], [], []
+
+    def fake_run(args, check):
+        name = args[args.index("--label") + 1]
+        running.append(name)
+        most.append(len(running))
+        time.sleep(0.2)
+        running.remove(name)
+        ran.append(name)
+
+    monkeypatch.setattr(claim.subprocess, "run", fake_run)
+    gowalla_ccl = ["--results", str(results), "--dataset", "gowalla", "--only", "CCL", "--forms", "row10"]
+    # each pending run is estimated at 10 minutes (the finished MML run): none fits in 0.1 hours
+    assert claim.main(gowalla_ccl + ["--jobs", "2", "--hours", "0.1"]) == 0 and ran == []
+    assert claim.main(gowalla_ccl + ["--jobs", "2", "--hours", "1"]) == 0
+    assert sorted(ran) == [f"gowalla-ccl-row10-s{seed}" for seed in (2020, 2021, 2022)] and max(most) == 2
+
+
+def test_claim_starts_no_run_after_a_failed_one_and_exits_1(tmp_path, monkeypatch, capsys):
+    ran = []
+
+    def failing(args, check):
+        ran.append(args[args.index("--label") + 1])
+        raise subprocess.CalledProcessError(3, args)
+
+    monkeypatch.setattr(claim.subprocess, "run", failing)
+    assert claim.main(["--results", str(tmp_path), "--dataset", "yelp2018", "--only", "MML"]) == 1
+    assert ran == ["yelp2018-mml-row10-s2020"]
+    assert "run yelp2018-mml-row10-s2020 failed" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        claim.main(["--jobs", "0"])
+    assert "--jobs: expected an integer >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        claim.main(["--results", str(tmp_path), "--labels", "gowalla-mml-row10-s2020", "gowalla-mml-row99"])
+    assert "--labels: not in the plan: gowalla-mml-row99" in capsys.readouterr().err
