@@ -228,6 +228,7 @@ def plot_claim(runs, out_pattern):
             ticks = sorted(data.num_negatives.unique())
             names = {n: negatives(data[data.num_negatives == n].iloc[0]) for n in ticks}
             ax.set_xscale("log")
+            ax.margins(y=0.12)  # room for the seed notes above the top points
             ax.set_xticks(ticks, [names[n].replace(" from a pool of", "\nfrom a pool of") for n in ticks], fontsize=7)
             ax.set(title=f"{dataset}: test {metric} (early stopping on valid)", ylabel=metric,
                    xlabel="negatives per positive")
