@@ -187,8 +187,9 @@ def run_plan(runs, results, jobs=1, max_runs=0, deadline=None):
             if failed or (max_runs and len(started) >= max_runs):
                 return None
             done = finished(results)
+            done_labels = set(done.label)
             for run in list(queue):
-                if run.label in set(done.label):
+                if run.label in done_labels:
                     queue.remove(run)
                     continue
                 epochs = None
