@@ -1,5 +1,6 @@
 """MML against CCL (and SSM, BSL) at N = 10, 100 and 800 negatives per positive, trained until early
-stopping on valid, several seeds: the paper's claim, converged, with per-user scores for paired tests.
+stopping on valid, several seeds: the paper's claim, converged, with per-user scores for paired tests;
+and MF-BPR (one negative per row) on the same path, the baseline every published table starts from.
 
     python benchmarks/negatives_claim.py --list                     # the plan: done, pending, estimated cost
     python benchmarks/negatives_claim.py [--dataset gowalla] [--only MML CCL] [--forms row10] [--labels L ...] [--max_runs K]
@@ -9,15 +10,16 @@ Every run is ``benchmarks/time_to_quality.py`` on ``properties/fast/<dataset>.ya
 Adam lr 5e-3, batch 1024, ``[train, valid, test]``, early stopping after 5 evaluations without a better
 valid NDCG@20) with the loss and negatives of its plan entry; rows and per-user test scores go to
 ``benchmarks/results/negatives/``. Runs whose row is there already are skipped, so the plan resumes
-from the committed rows. The order is the issue's: the claim's rows (MML and CCL at N = 10 and 100,
-both datasets) seed by seed first, then N = 800, then the first seed's MML and CCL runs retrained
+from the committed rows. The claim's rows come first (MML and CCL at N = 10 and 100, both datasets,
+seed by seed), then N = 800, then the first seed's MML and CCL runs retrained
 on the whole published training set for the epochs early stopping chose (``[fulltrain, test, test]``,
-test scored once: the published protocol without selecting on test), then SSM and BSL.
+test scored once: the published protocol without selecting on test), then MF-BPR, then SSM and BSL.
 
 Negatives: N = 10 per row is the published form. N = 100 per row costs 25x the shared form on a CPU,
 so it is drawn per row from a per-batch pool of P = 2000 items (``neg_sharing: pool``, see the pool
 sweep in BENCHMARKS.md). N = 800 per row does not fit the budget at all: it runs shared by the batch
-(``neg_sharing: batch``), and its label says so.
+(``neg_sharing: batch``), and its label says so. MF-BPR draws one negative per row, as published, with
+the published L2 weight; its learner is the fast config's, as for every run here.
 """
 
 import argparse
@@ -36,8 +38,10 @@ SEEDS = (2020, 2021, 2022)
 FULLTRAIN = "-fulltrain"  # label suffix of a retraining on the published training set
 PROTOCOL_VALID, PROTOCOL_FULL = "[train, valid, test]", "[fulltrain, test, test]"
 # label part -> (neg_sharing, num_negatives, neg_pool_size)
-FORMS = {"row10": ("row", 10, None), "pool100": ("pool", 100, 2000), "shared800": ("batch", 800, None)}
-LOSSES = ("MML", "CCL", "SSM", "BSL")
+FORMS = {"row1": ("row", 1, None), "row10": ("row", 10, None), "pool100": ("pool", 100, 2000),
+         "shared800": ("batch", 800, None)}
+LOSSES = ("MML", "CCL", "SSM", "BSL", "BPR")
+BPR_REG_WEIGHT = 1e-4  # MF-BPR's L2 weight in the LightGCN and SimpleX papers' baselines
 # The BSL authors' MF settings per dataset (the logs of their best runs): t1, the temperature of SSM and
 # BSL (their softmax-loss runs use the same t1), and t2, BSL's power of the negative term.
 TEMPERATURE = {"gowalla": 0.08, "yelp2018": 0.11}
@@ -52,6 +56,8 @@ def loss_args(loss, dataset):
         return ["--loss_type=SSM", f"--temperature={TEMPERATURE[dataset]}"]
     if loss == "BSL":
         return ["--loss_type=BSL", f"--temperature={TEMPERATURE[dataset]}", f"--bsl_neg_power={BSL_NEG_POWER[dataset]}"]
+    if loss == "BPR":
+        return ["--loss_type=BPR", f"--reg_weight={BPR_REG_WEIGHT:g}"]
     return []
 
 
@@ -69,6 +75,8 @@ def plan():
         for dataset in DATASETS:
             runs += [(label(dataset, loss, form, SEEDS[0]) + FULLTRAIN, dataset, loss, form, SEEDS[0])
                      for loss in ("MML", "CCL")]
+    for seed in SEEDS:  # MF-BPR: the published tables' baseline, one negative per row
+        runs += [(label(dataset, "BPR", "row1", seed), dataset, "BPR", "row1", seed) for dataset in DATASETS]
     for seed in SEEDS:
         for form in ("pool100", "shared800"):
             for dataset in DATASETS:

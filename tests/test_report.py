@@ -105,7 +105,12 @@ def test_claim_plan_puts_the_claims_rows_first_and_resumes_from_finished_rows(tm
     plan = claim.plan()
     assert [p[0] for p in plan[:4]] == ["gowalla-mml-row10-s2020", "gowalla-ccl-row10-s2020",
                                         "yelp2018-mml-row10-s2020", "yelp2018-ccl-row10-s2020"]
-    assert len(plan) == len({p[0] for p in plan}) == 3 * (2 * 2 * 2 + 2 * 2 + 2 * 2 * 2) + 2 * 2 * 2
+    assert len(plan) == len({p[0] for p in plan}) == 3 * (2 * 2 * 2 + 2 * 2 + 2 + 2 * 2 * 2) + 2 * 2 * 2
+    # MF-BPR: one negative per row, dot product, the published L2 weight; after the claim's MML and CCL runs
+    assert claim.command("gowalla", "BPR", "row1", 2020)[-5:] == [
+        "--neg_sharing=row", "--num_negatives=1", "--seed=2020", "--loss_type=BPR", "--reg_weight=0.0001"]
+    bpr_at = [i for i, p in enumerate(plan) if p[2] == "BPR"]
+    assert len(bpr_at) == 6 and min(bpr_at) > max(i for i, p in enumerate(plan) if p[2] in ("MML", "CCL"))
     assert "--neg_pool_size=2000" in claim.command("gowalla", "CCL", "pool100", 2021)
     assert "--loss_type=CCL" in claim.command("gowalla", "CCL", "pool100", 2021)
     # SSM and BSL take the BSL authors' temperatures of the dataset
@@ -170,7 +175,7 @@ def test_claim_section_averages_seeds_tests_users_and_lists_what_is_pending(tmp_
             {**claim_row("gowalla", "MML", "row10", 2021, 0.18), "device": "NVIDIA H200", "wall_s": 60.0},
             claim_row("gowalla", "CCL", "row10", 2020, 0.15), claim_row("gowalla", "CCL", "row10", 2021, 0.15),
             claim_row("gowalla", "CCL", "pool100", 2020, 0.17), claim_row("gowalla", "MML", "pool100", 2020, 0.18),
-            claim_row("gowalla", "CCL", "shared800", 2020, 0.18),
+            claim_row("gowalla", "CCL", "shared800", 2020, 0.18), claim_row("gowalla", "BPR", "row1", 2020, 0.14),
             claim_row("yelp2018", "CCL", "row10", 2020, 0.05, "interrupted after epoch 30; row from its curve")]
     pd.DataFrame(rows).to_csv(folder / "results.csv", index=False)
     users = [f"u{i}" for i in range(100)]
@@ -203,6 +208,13 @@ def test_claim_section_averages_seeds_tests_users_and_lists_what_is_pending(tmp_
         assert f"| gowalla | gowalla-mml-{a}-s2020 | gowalla-ccl-{b}-s2020 | recall@20 | 100 |" in fewer
         assert f"| gowalla-mml-{a}-s2020 | gowalla-ccl-{b}-s2020 |" not in same_n
     assert "gowalla-mml-pool100-s2020 | gowalla-ccl-pool100" not in fewer and "gowalla-mml-row10-s2021 | gowalla-ccl-pool100" not in text
+    # MF-BPR, at one negative per row, against MML at every N of the same seed, in a table of its own
+    fewer, against_bpr = fewer.split("MML against MF-BPR")
+    assert "bpr" not in fewer and "gowalla-mml-row10-s2021 | gowalla-bpr" not in against_bpr
+    for form in ("row10", "pool100"):
+        assert f"| gowalla | gowalla-mml-{form}-s2020 | gowalla-bpr-row1-s2020 | recall@20 | 100 |" in against_bpr
+    assert "| MML, 100 per row from a pool of 2000 | BPR, 1 per row | recall@20 | 1 | +0.0200 | 1 | 0 |" in verdict
+    assert "| gowalla | 1 per row | [train, valid, test] | BPR | 1 |" in text
     assert (tmp_path / "docs" / "negatives_gowalla.png").stat().st_size > 0
     assert "| gowalla | row10 | [train, valid, test] | MML | 2022 |" in text
     assert "| yelp2018 | row10 | [train, valid, test] | MML | 2020, 2021, 2022 | not measured yet | not measured yet |" in text
