@@ -55,6 +55,9 @@ def results(tmp_path):
         (learners / label).mkdir()
         pd.DataFrame({"epoch": [1, 2], "wall_s": [60.0, 120.0], "cpu_s": [55.0, 110.0],
                       "test_recall@20": [0.05, 0.1]}).to_csv(learners / label / "curve.csv", index=False)
+    (folder / "bpr_lr").mkdir()
+    pd.DataFrame([{**run_row("g-bpr-lr0.001", "BPR"), "learning_rate": 0.001, "best_valid_ndcg@20": 0.08}]).to_csv(
+        folder / "bpr_lr" / "results.csv", index=False)
     (folder / "epoch_vs_floor").mkdir()
     pd.DataFrame({"run": ["MMLMF learner=sparse_adam"], "epoch_s": [11.0], "over_sparse_floor": [1.1]}).to_csv(
         folder / "epoch_vs_floor" / "gowalla.csv", index=False)
@@ -88,6 +91,8 @@ def test_report_writes_tables_and_user_level_tests_and_keeps_the_hand_written_te
     assert "MMLMF learner=sparse_adam" in text
     assert "## Sparse against dense Adam at equal time" in text and "| g-dense | gowalla |" in text
     assert (tmp_path / "docs" / "learners.png").stat().st_size > 0
+    bpr = text.split("## MF-BPR's learning rate")[1].split("## ")[0]
+    assert "| g-bpr-lr0.001 | gowalla | [train, valid, test] | BPR | 100 shared | sparse_adam, 0.001 |" in bpr
 
 
 spec_claim = importlib.util.spec_from_file_location("negatives_claim", os.path.join(ROOT, "benchmarks", "negatives_claim.py"))
@@ -107,8 +112,9 @@ def test_claim_plan_puts_the_claims_rows_first_and_resumes_from_finished_rows(tm
                                         "yelp2018-mml-row10-s2020", "yelp2018-ccl-row10-s2020"]
     assert len(plan) == len({p[0] for p in plan}) == 3 * (2 * 2 * 2 + 2 * 2 + 2 + 2 * 2 * 2) + 2 * 2 * 2
     # MF-BPR: one negative per row, dot product, the published L2 weight; after the claim's MML and CCL runs
-    assert claim.command("gowalla", "BPR", "row1", 2020)[-5:] == [
-        "--neg_sharing=row", "--num_negatives=1", "--seed=2020", "--loss_type=BPR", "--reg_weight=0.0001"]
+    assert claim.command("gowalla", "BPR", "row1", 2020)[-6:] == [
+        "--neg_sharing=row", "--num_negatives=1", "--seed=2020", "--loss_type=BPR", "--reg_weight=0.0001",
+        "--learning_rate=0.001"]
     bpr_at = [i for i, p in enumerate(plan) if p[2] == "BPR"]
     assert len(bpr_at) == 6 and min(bpr_at) > max(i for i, p in enumerate(plan) if p[2] in ("MML", "CCL"))
     assert "--neg_pool_size=2000" in claim.command("gowalla", "CCL", "pool100", 2021)
@@ -175,7 +181,7 @@ def test_claim_section_averages_seeds_tests_users_and_lists_what_is_pending(tmp_
             {**claim_row("gowalla", "MML", "row10", 2021, 0.18), "device": "NVIDIA H200", "wall_s": 60.0},
             claim_row("gowalla", "CCL", "row10", 2020, 0.15), claim_row("gowalla", "CCL", "row10", 2021, 0.15),
             claim_row("gowalla", "CCL", "pool100", 2020, 0.17), claim_row("gowalla", "MML", "pool100", 2020, 0.18),
-            claim_row("gowalla", "CCL", "shared800", 2020, 0.18), claim_row("gowalla", "BPR", "row1", 2020, 0.14),
+            claim_row("gowalla", "CCL", "shared800", 2020, 0.18), {**claim_row("gowalla", "BPR", "row1", 2020, 0.14), "learning_rate": 0.001},
             claim_row("yelp2018", "CCL", "row10", 2020, 0.05, "interrupted after epoch 30; row from its curve")]
     pd.DataFrame(rows).to_csv(folder / "results.csv", index=False)
     users = [f"u{i}" for i in range(100)]
