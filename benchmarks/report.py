@@ -106,26 +106,30 @@ def in_reading_order(runs):
     return runs.loc[key.sort_values(["dataset", "after_valid", "num_negatives", "seed"], kind="stable").index]
 
 
+def matched_tests(runs, folder, keys, candidates, reference="MML"):
+    """Paired tests of each ``reference`` run against the rows ``candidates(ref, others)`` picks from the
+    other losses' runs, among those that agree with it on every key."""
+    runs = in_reading_order(with_protocol(runs))
+    others = runs[runs.loss_type != reference]
+    pairs = [(ref, other) for ref in runs[runs.loss_type == reference].itertuples()
+             for other in same(candidates(ref, others), ref, keys).itertuples()]
+    return paired_tests(pairs, folder)
+
+
 def paired_user_tests(runs, folder, reference="MML"):
     """Paired tests over test users: each ``reference`` run against every run that differs from it
     only in ``loss_type`` (same dataset, seed, negatives, learner, learning rate, batch)."""
     keys = ["dataset", "protocol", "seed", "neg_sharing", "num_negatives", "learner", "learning_rate",
             "train_batch_size"]
-    runs = in_reading_order(with_protocol(runs))
-    pairs = [(ref, other) for ref in runs[runs.loss_type == reference].itertuples()
-             for other in same(runs[runs.loss_type != reference], ref, keys).itertuples()]
-    return paired_tests(pairs, folder)
+    return matched_tests(runs, folder, keys, lambda ref, others: others, reference)
 
 
 def fewer_negatives_tests(runs, folder, reference="MML"):
     """The paper's claim head on: each ``reference`` run against every run of another loss with more
     negatives per positive, same dataset, seed and protocol (10 against 100 and 800, 100 against 800)."""
     keys = ["dataset", "protocol", "seed", "learner", "learning_rate", "train_batch_size"]
-    runs = in_reading_order(with_protocol(runs))
-    others = runs[runs.loss_type != reference]
-    pairs = [(ref, other) for ref in runs[runs.loss_type == reference].itertuples()
-             for other in same(others[others.num_negatives > ref.num_negatives], ref, keys).itertuples()]
-    return paired_tests(pairs, folder)
+    return matched_tests(runs, folder, keys, lambda ref, others: others[others.num_negatives > ref.num_negatives],
+                         reference)
 
 
 def baseline_tests(runs, folder, reference="MML", baseline="BPR"):
@@ -133,10 +137,7 @@ def baseline_tests(runs, folder, reference="MML", baseline="BPR"):
     protocol: what MML gains over the model every published table starts from (MF-BPR). Each keeps
     its own learning rate."""
     keys = ["dataset", "protocol", "seed", "learner", "train_batch_size"]
-    runs = in_reading_order(with_protocol(runs))
-    pairs = [(ref, other) for ref in runs[runs.loss_type == reference].itertuples()
-             for other in same(runs[runs.loss_type == baseline], ref, keys).itertuples()]
-    return paired_tests(pairs, folder)
+    return matched_tests(runs, folder, keys, lambda ref, others: others[others.loss_type == baseline], reference)
 
 
 def tests_table(tests):
@@ -369,8 +370,8 @@ def bpr_lr_section(results):
         "the fast config with BPR, one negative per row and L2 weight "
         f"{claim.BPR_REG_WEIGHT:g}, trained to early stopping on valid (`python benchmarks/time_to_quality.py "
         "--config properties/fast/gowalla.yaml --results benchmarks/results/bpr_lr --label L --loss_type=BPR "
-        "--neg_sharing=row --num_negatives=1 --reg_weight=0.0001 --learning_rate=LR`). The test columns are for "
-        "reading only; nothing was chosen on them.")
+        f"--neg_sharing=row --num_negatives=1 --reg_weight={claim.BPR_REG_WEIGHT:g} --learning_rate=LR`). The test "
+        "columns are for reading only; nothing was chosen on them.")
 
 
 def epoch_vs_floor_tables(results):
