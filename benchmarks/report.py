@@ -4,7 +4,8 @@
 
 Everything between the two ``generated`` markers of BENCHMARKS.md is replaced; the hand-written text
 around them stays. Sources: ``time_to_quality/results.csv`` with each run's ``curve.csv`` and
-``per_user_test.csv.gz``, and ``epoch_vs_floor/<dataset>.csv``.
+``per_user_test.csv.gz``, ``negatives/``, ``bpr_lr/``, ``learners/``, the benchmark tool's
+``ml-1m_converged/results.csv`` and ``epoch_vs_floor/<dataset>.csv``.
 """
 
 import argparse
@@ -13,6 +14,9 @@ import os
 
 import pandas as pd
 from scipy import stats
+
+from recbole_mml.benchmark.report import summary_parts
+from recbole_mml.benchmark.spec import load_spec
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -23,6 +27,7 @@ FIGURE = os.path.join("docs", "time_to_quality.png")
 SWEEP_PREFIX = "pool-"
 LEARNERS = "learners"  # benchmarks/results/learners/: sparse against dense Adam at equal time
 BPR_LR = "bpr_lr"  # benchmarks/results/bpr_lr/: MF-BPR's learning rate, chosen on valid
+CONVERGED = "ml-1m_converged"  # benchmarks/results/ml-1m_converged/: every model on ml-1m, 5 seeds
 NEGATIVES = "negatives"  # benchmarks/results/negatives/: the claim's runs (benchmarks/negatives_claim.py)
 METRICS = ("recall@20", "ndcg@20")
 # the claim's plan and results schema (benchmarks/negatives_claim.py, a script beside this one)
@@ -374,6 +379,26 @@ def bpr_lr_section(results):
         "columns are for reading only; nothing was chosen on them.")
 
 
+def converged_section(results, config=os.path.join(ROOT, "properties", "benchmark", f"{CONVERGED}.yaml")):
+    """ml-1m trained to early stopping (``benchmarks/results/ml-1m_converged/``, the benchmark tool's rows):
+    the seeds' table and the paired tests against its baseline; nothing while the folder has no results."""
+    path = os.path.join(results, CONVERGED, "results.csv")
+    if not os.path.isfile(path):
+        return []
+    spec, runs = load_spec(config), pd.read_csv(path)
+    seeds = ", ".join(map(str, sorted(runs.seed.unique())))
+    (table, *tests), _ = summary_parts(spec, runs)
+    return ["## ml-1m trained to early stopping",
+            f"`python run_recbole_mml.py benchmark --config {os.path.relpath(config, ROOT)} [--labels ...]` "
+            f"(resumes from `benchmarks/results/{CONVERGED}/results.csv`). ml-1m-implicit pairs, protocol "
+            "`[train, valid, test]`: early stopping after 10 evaluations without a better valid NDCG@20, test "
+            f"read once, at the best valid epoch; embedding size 64, one thread; seeds {seeds} ({len(runs)} runs). "
+            "The baselines run with RecBole's defaults, the MML models with the package's (searched on ml-100k); "
+            "the yaml gives each model's overrides. `epochs`: the epochs run, ten past the best one; times are "
+            "wall seconds on the machine that ran them, beside other jobs.",
+            table, *tests]
+
+
 def epoch_vs_floor_tables(results):
     folder = os.path.join(results, "epoch_vs_floor")
     parts = []
@@ -448,6 +473,7 @@ def generated_section(results, figure):
                   tests_table(tests)]
     parts += claim_section(results)
     parts += bpr_lr_section(results)
+    parts += converged_section(results)
     parts += learners_section(results)
     if len(sweep):
         parts += ["## Per-row negatives from a per-batch pool",

@@ -10,6 +10,7 @@ import yaml
 from scipy import stats
 
 from recbole_mml.benchmark.execute import run_subprocess
+from recbole_mml.benchmark import report as bench_report
 from recbole_mml.benchmark.report import markdown_table, write_report
 from recbole_mml.benchmark.runner import run_benchmark
 from recbole_mml.benchmark.spec import check_spec, plan_runs
@@ -81,6 +82,12 @@ def test_sweep_report_writes_table_and_plot(tmp_path):
     assert "| toy | A | 100 |" in report and "Paired tests against base" in report
     # pairs are seeds at one swept value, never different swept values
     assert "| toy | A | 10 | base | recall@20 | 3 | 0.0600 |" in report
+
+
+def test_tests_table_prints_small_p_values_instead_of_zero():
+    tests = pd.DataFrame([{"dataset": "toy", "label": "A", "baseline": "base", "metric": "test_recall@20", "n": 5,
+                           "mean_diff": 0.0391, "ttest_p": 4.4e-08, "wilcoxon_p": float("nan"), "sweep_value": np.nan}])
+    assert bench_report.tests_table(tests).splitlines()[-1] == "| toy | A | base | recall@20 | 5 | 0.0391 | 4.4e-08 | n/a |"
 
 
 def test_plan_merges_overrides_in_order_and_sweeps():

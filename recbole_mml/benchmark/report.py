@@ -14,6 +14,11 @@ def _fmt(value, digits=4):
     return f"{value:.{digits}f}"
 
 
+def _fmt_p(value):
+    """A p-value to two significant digits (a fixed 3 decimals would print 1e-5 as 0.000)."""
+    return _fmt(value) if value is None or math.isnan(value) else f"{value:.2g}"
+
+
 def format_cell(mean, std, digits=4):
     """``mean ± std``, or the mean alone when std is undefined (one seed)."""
     if isinstance(std, float) and math.isnan(std):
@@ -59,7 +64,7 @@ def tests_table(tests):
         value = f" {r['sweep_value']:g} |" if swept else ""
         lines.append(
             f"| {r['dataset']} | {r['label']} |{value} {r['baseline']} | {r['metric'].replace('test_', '')} | {r['n']} | "
-            f"{_fmt(r['mean_diff'])} | {_fmt(r['ttest_p'], 3)} | {_fmt(r['wilcoxon_p'], 3)} |"
+            f"{_fmt(r['mean_diff'])} | {_fmt_p(r['ttest_p'])} | {_fmt_p(r['wilcoxon_p'])} |"
         )
     return "\n".join(lines)
 
@@ -95,12 +100,25 @@ def sweep_plot(results, path, metrics, sweep_key="num_negatives"):
     return path
 
 
-def write_report(spec, results, out_dir):
-    """results.md (and sweep_<key>.png for a sweep) from the rows of results.csv."""
+def summary_parts(spec, results):
+    """The seeds' table (mean ± std per group) and, where the spec names a baseline that has rows, the
+    paired tests against it: markdown blocks shared by results.md and BENCHMARKS.md."""
     metrics = spec.get("metrics")
     metrics = [f"test_{m}" for m in metrics] if metrics else metric_columns(results)
     info = [c for c in ("epochs_run", "mean_epoch_time_s", "wall_time_s") if c in results]
-    summary = summarize(results, metrics + info)
+    parts = [markdown_table(summarize(results, metrics + info), metrics, info)]
+    baseline = spec.get("baseline")
+    if baseline and (results["label"] == baseline).any():
+        tests = pd.concat([paired_tests(results, baseline, m) for m in metrics], ignore_index=True)
+        parts += [f"Paired tests against {baseline} over seeds: p-values of scipy.stats.ttest_rel and wilcoxon "
+                  "on the per-seed differences; n/a where a test is undefined (fewer than two seeds, or no "
+                  "difference).", tests_table(tests)]
+    return parts, metrics
+
+
+def write_report(spec, results, out_dir):
+    """results.md (and sweep_<key>.png for a sweep) from the rows of results.csv."""
+    (table, *tests), metrics = summary_parts(spec, results)
     seeds = sorted(results["seed"].unique())
     parts = [
         "# Benchmark results",
@@ -108,14 +126,11 @@ def write_report(spec, results, out_dir):
         f"{len(results)} runs; seeds {', '.join(map(str, seeds))}; mean ± std over seeds (std needs two seeds); "
         "best mean per metric and data set in bold. Times are seconds on the machine that ran them.",
         "",
-        markdown_table(summary, metrics, info),
+        table,
     ]
-    baseline = spec.get("baseline")
-    if baseline and (results["label"] == baseline).any():
-        tests = pd.concat([paired_tests(results, baseline, m) for m in metrics], ignore_index=True)
-        parts += ["", f"## Paired tests against {baseline} (over seeds)", "",
-                  "p-values of scipy.stats.ttest_rel and wilcoxon on the per-seed differences; "
-                  "n/a where a test is undefined (fewer than two seeds, or no difference).", "", tests_table(tests)]
+    if tests:
+        text, table = tests
+        parts += ["", f"## Paired tests against {spec['baseline']} (over seeds)", "", text, "", table]
     sweep = spec.get("sweep")
     if sweep and results["sweep_value"].notna().any():
         path = spec.get("plot") or os.path.join(out_dir, f"sweep_{sweep['key']}.png")
