@@ -84,6 +84,20 @@ def test_sweep_report_writes_table_and_plot(tmp_path):
     assert "| toy | A | 10 | base | recall@20 | 3 | 0.0600 |" in report
 
 
+def test_every_label_is_tested_against_each_baseline_without_mirrored_pairs():
+    spec = check_spec({"models": ["A", "B", "base"], "datasets": ["toy"], "baseline": ["base", "B"]})
+    (_, text, table), _ = bench_report.summary_parts(spec, synthetic_results())
+    pairs = [tuple(cell.strip() for cell in line.split("|")[2:5]) for line in table.splitlines()[2:]]
+    assert sorted(set(pairs)) == [("A", "B", "ndcg@20"), ("A", "B", "recall@20"), ("A", "base", "ndcg@20"),
+                                  ("A", "base", "recall@20"), ("B", "base", "ndcg@20"), ("B", "base", "recall@20")]
+    assert len(pairs) == 6 and text.startswith("Paired tests against base, B over seeds")
+    assert check_spec({"models": ["A"], "datasets": ["d"], "baseline": "A"})["baseline"] == ["A"]
+    with pytest.raises(ConfigError, match="baseline 'C' is not one of the model labels"):
+        check_spec({"models": ["A", "B"], "datasets": ["d"], "baseline": ["A", "C"]})
+    with pytest.raises(ConfigError, match="baseline must be a model label or a list"):
+        check_spec({"models": ["A"], "datasets": ["d"], "baseline": {"A": 1}})
+
+
 def test_tests_table_prints_small_p_values_instead_of_zero():
     tests = pd.DataFrame([{"dataset": "toy", "label": "A", "baseline": "base", "metric": "test_recall@20", "n": 5,
                            "mean_diff": 0.0391, "ttest_p": 4.4e-08, "wilcoxon_p": float("nan"), "sweep_value": np.nan}])

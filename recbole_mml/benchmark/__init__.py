@@ -9,7 +9,7 @@ The yaml names the runs::
     output_dir: saved/benchmarks/gowalla    # results.csv, results.md, logs/<run>.log
     datasets: [gowalla]
     seeds: [2020, 2021, 2022]
-    baseline: BPR                           # paired tests of every other label against it
+    baseline: BPR                           # paired tests of every other label against it (or [BPR, EASE])
     common: {epochs: 20, torch_num_threads: 1}   # overrides for every run
     dataset_overrides: {gowalla: {...}}     # per data set
     models:                                 # a model name, or a labelled variant

@@ -101,17 +101,19 @@ def sweep_plot(results, path, metrics, sweep_key="num_negatives"):
 
 
 def summary_parts(spec, results):
-    """The seeds' table (mean ± std per group) and, where the spec names a baseline that has rows, the
-    paired tests against it: markdown blocks shared by results.md and BENCHMARKS.md."""
+    """The seeds' table (mean ± std per group) and the paired tests of each label against each of the
+    spec's baselines that has rows: markdown blocks shared by results.md and BENCHMARKS.md."""
     metrics = spec.get("metrics")
     metrics = [f"test_{m}" for m in metrics] if metrics else metric_columns(results)
     info = [c for c in ("epochs_run", "mean_epoch_time_s", "wall_time_s") if c in results]
     parts = [markdown_table(summarize(results, metrics + info), metrics, info)]
-    baseline = spec.get("baseline")
-    if baseline and (results["label"] == baseline).any():
-        tests = pd.concat([paired_tests(results, baseline, m) for m in metrics], ignore_index=True)
-        parts += [f"Paired tests against {baseline} over seeds: p-values of scipy.stats.ttest_rel and wilcoxon "
-                  "on the per-seed differences; n/a where a test is undefined (fewer than two seeds, or no "
+    baselines = [b for b in spec.get("baseline") or [] if (results["label"] == b).any()]
+    if baselines:
+        earlier = [results[~results["label"].isin(baselines[:i])] for i in range(len(baselines))]  # no mirrored pairs
+        tests = pd.concat([paired_tests(rows, b, m) for rows, b in zip(earlier, baselines) for m in metrics],
+                          ignore_index=True)
+        parts += [f"Paired tests against {', '.join(baselines)} over seeds: p-values of scipy.stats.ttest_rel and "
+                  "wilcoxon on the per-seed differences; n/a where a test is undefined (fewer than two seeds, or no "
                   "difference).", tests_table(tests)]
     return parts, metrics
 
@@ -130,7 +132,7 @@ def write_report(spec, results, out_dir):
     ]
     if tests:
         text, table = tests
-        parts += ["", f"## Paired tests against {spec['baseline']} (over seeds)", "", text, "", table]
+        parts += ["", "## Paired tests over seeds", "", text, "", table]
     sweep = spec.get("sweep")
     if sweep and results["sweep_value"].notna().any():
         path = spec.get("plot") or os.path.join(out_dir, f"sweep_{sweep['key']}.png")

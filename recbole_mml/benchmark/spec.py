@@ -53,9 +53,14 @@ def check_spec(spec, where="benchmark config"):
     if len(set(labels)) != len(labels):
         raise ConfigError(f"{where}: model labels must be unique, got {labels}")
     spec["models"] = models
-    baseline = spec.get("baseline")
-    if baseline is not None and baseline not in labels:
-        raise ConfigError(f"{where}: baseline {baseline!r} is not one of the model labels {labels}")
+    baselines = spec.get("baseline") or []
+    baselines = [baselines] if isinstance(baselines, str) else baselines
+    if not isinstance(baselines, list):
+        raise ConfigError(f"{where}: baseline must be a model label or a list of them, got {spec['baseline']!r}")
+    for baseline in baselines:
+        if baseline not in labels:
+            raise ConfigError(f"{where}: baseline {baseline!r} is not one of the model labels {labels}")
+    spec["baseline"] = baselines  # one list: each label is tested against every baseline
     sweep = spec.get("sweep")
     if sweep is not None:
         if not isinstance(sweep, dict) or set(sweep) != {"key", "values"} or not sweep["values"]:
