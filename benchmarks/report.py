@@ -381,7 +381,7 @@ def bpr_lr_section(results):
 
 def converged_section(results, config=os.path.join(ROOT, "properties", "benchmark", f"{CONVERGED}.yaml")):
     """ml-1m trained to early stopping (``benchmarks/results/ml-1m_converged/``, the benchmark tool's rows):
-    the seeds' table and the paired tests against its baseline; nothing while the folder has no results."""
+    the seeds' table and the paired tests against the yaml's baselines; nothing while the folder has no results."""
     path = os.path.join(results, CONVERGED, "results.csv")
     if not os.path.isfile(path):
         return []

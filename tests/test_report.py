@@ -99,7 +99,7 @@ def test_report_writes_tables_and_user_level_tests_and_keeps_the_hand_written_te
     assert (tmp_path / "docs" / "learners.png").stat().st_size > 0
     bpr = text.split("## MF-BPR's learning rate")[1].split("## ")[0]
     assert "| g-bpr-lr0.001 | gowalla | [train, valid, test] | BPR | 100 shared | sparse_adam, 0.001 |" in bpr
-    # ml-1m: the benchmark tool's rows, mean +- std over seeds, tested against the yaml's baseline (BPR)
+    # ml-1m: the benchmark tool's rows, mean +- std over seeds, tested against the yaml's baselines that ran (BPR)
     ml1m = text.split("## ml-1m trained to early stopping")[1].split("## ")[0]
     assert "seeds 1, 2, 4 (6 runs)" in ml1m and "| ml-1m | MMLMF | **0.2523 ± 0.0015** | **0.2500 ± 0.0000** |" in ml1m
     assert "| ml-1m | MMLMF | BPR | recall@20 | 3 | 0.0500 | n/a |" in ml1m  # constant differences: t undefined

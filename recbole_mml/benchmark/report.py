@@ -131,8 +131,7 @@ def write_report(spec, results, out_dir):
         table,
     ]
     if tests:
-        text, table = tests
-        parts += ["", "## Paired tests over seeds", "", text, "", table]
+        parts += ["", "## Paired tests over seeds", "", *"\n\n".join(tests).splitlines()]
     sweep = spec.get("sweep")
     if sweep and results["sweep_value"].notna().any():
         path = spec.get("plot") or os.path.join(out_dir, f"sweep_{sweep['key']}.png")
