@@ -389,7 +389,7 @@ def converged_section(results, config=os.path.join(ROOT, "properties", "benchmar
     seeds = ", ".join(map(str, sorted(runs.seed.unique())))
     (table, *tests), _ = summary_parts(spec, runs)
     return ["## ml-1m trained to early stopping",
-            f"`python run_recbole_mml.py benchmark --config {os.path.relpath(config, ROOT)} [--labels ...]` "
+            f"`python run_recbole_mml.py benchmark --config {os.path.relpath(config, ROOT)} [--labels ...] [--seeds ...]` "
             f"(resumes from `benchmarks/results/{CONVERGED}/results.csv`). ml-1m-implicit pairs, protocol "
             "`[train, valid, test]`: early stopping after 10 evaluations without a better valid NDCG@20, test "
             f"read once, at the best valid epoch; embedding size 64, one thread; seeds {seeds} ({len(runs)} runs). "

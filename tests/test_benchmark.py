@@ -165,6 +165,19 @@ def test_bad_benchmark_config_is_one_line_and_exit_2(workdir, capsys):
     assert "missing.yaml' does not exist" in err and "--labels: ['BPR']" in err and err.count("\n") == 2
 
 
+def test_labels_and_seeds_select_the_runs_of_this_invocation(workdir, capsys):
+    spec = {"output_dir": str(workdir / "sel"), "datasets": ["tiny"], "seeds": [3, 4, 5], "models": ["BPR", "MMLMF"]}
+    config = workdir / "sel.yaml"
+    config.write_text(yaml.safe_dump(spec))
+    assert cli_main(["benchmark", "--config", str(config), "--dry-run", "--seeds", "5,3", "--labels", "MMLMF"]) == 0
+    assert capsys.readouterr().out.split() == ["MMLMF|tiny|seed=3", "MMLMF|tiny|seed=5"]
+    assert cli_main(["benchmark", "--config", str(config), "--seeds", "6"]) == 2
+    assert cli_main(["benchmark", "--config", str(config), "--seeds", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "--seeds: [6] not among the yaml's seeds [3, 4, 5]" in err and "--seeds: expected comma-separated" in err
+    assert err.count("\n") == 2 and not os.path.exists(workdir / "sel")
+
+
 @pytest.mark.slow
 def test_runs_as_ray_tasks_give_the_rows_of_runs_in_this_process_and_a_failure_goes_on(workdir):
     """``--jobs 2``: the runs go to a private local Ray as tasks; each row equals the same run in this

@@ -3,6 +3,7 @@
     python run_recbole_mml.py benchmark --config properties/benchmark/ml100k_smoke.yaml
     python run_recbole_mml.py benchmark --config my.yaml --dry-run      (list the runs)
     python run_recbole_mml.py benchmark --config my.yaml --report-only  (rebuild results.md)
+    python run_recbole_mml.py benchmark --config my.yaml --seeds 2020   (one seed of every model first)
     python run_recbole_mml.py benchmark --config my.yaml --jobs 2       (two runs at a time, as Ray tasks)
     python run_recbole_mml.py benchmark --config my.yaml --address=auto (the runs on an existing Ray cluster)
 """
@@ -29,6 +30,9 @@ def _parser():
     parser.add_argument("--output_dir", default=None, help="overrides the yaml's output_dir")
     parser.add_argument("--labels", default=None,
                         help="comma-separated model labels to run now (default: all); the report covers every run")
+    parser.add_argument("--seeds", default=None,
+                        help="comma-separated seeds of the yaml to run now (default: all), e.g. one seed of "
+                             "every model before the rest")
     parser.add_argument("--dry-run", action="store_true", help="list the runs still to do, run nothing")
     parser.add_argument("--report-only", action="store_true", help="rebuild results.md from results.csv")
     parser.add_argument("--jobs", type=int, default=None,
@@ -58,24 +62,33 @@ def _executions(spec, pending, out_dir, ray_options):
             yield run, execute(run["model"], run["dataset"], run["config"]), None
 
 
-def run_benchmark(spec, out_dir=None, dry_run=False, report_only=False, labels=None, ray_options=None):
-    """Run every planned run not yet in results.csv; returns (ran, skipped, failed) run ids.
-
-    ``ray_options`` (``address``, ``jobs``, ``cpus_per_run``, ``gpus_per_run``) runs them as Ray tasks,
-    each row appended as its task finishes.
-
-    ``labels`` restricts this invocation to some models, so cheap runs of several benchmarks can
-    go before the expensive ones; the results of all invocations share one results.csv.
-    """
-    out_dir = out_dir or spec["output_dir"]
-    runs = plan_runs(spec)
+def _selected(runs, spec, labels, seeds):
+    """The runs of ``labels`` and ``seeds`` (None: all); a label or seed not in the yaml is an error."""
     if labels:
         known = [m["label"] for m in spec["models"]]
         unknown = [label for label in labels if label not in known]
         if unknown:
             raise ConfigError(f"--labels: {unknown} not among the model labels {known}")
         runs = [r for r in runs if r["label"] in labels]
-    os.makedirs(out_dir, exist_ok=True)
+    if seeds:
+        unknown = [seed for seed in seeds if seed not in spec["seeds"]]
+        if unknown:
+            raise ConfigError(f"--seeds: {unknown} not among the yaml's seeds {spec['seeds']}")
+        runs = [r for r in runs if r["seed"] in seeds]
+    return runs
+
+
+def run_benchmark(spec, out_dir=None, dry_run=False, report_only=False, labels=None, ray_options=None, seeds=None):
+    """Run every planned run not yet in results.csv; returns (ran, skipped, failed) run ids.
+
+    ``ray_options`` (``address``, ``jobs``, ``cpus_per_run``, ``gpus_per_run``) runs them as Ray tasks,
+    each row appended as its task finishes.
+
+    ``labels`` and ``seeds`` restrict this invocation to some models and seeds, so cheap runs, or one
+    seed of every model, can go before the rest; the results of all invocations share one results.csv.
+    """
+    out_dir = out_dir or spec["output_dir"]
+    runs = _selected(plan_runs(spec), spec, labels, seeds)
     csv_path = os.path.join(out_dir, "results.csv")
     done = finished_run_ids(csv_path)
     pending = [r for r in runs if r["run_id"] not in done]
@@ -86,6 +99,7 @@ def run_benchmark(spec, out_dir=None, dry_run=False, report_only=False, labels=N
         if report_only and os.path.isfile(csv_path):
             write_report(spec, pd.read_csv(csv_path), out_dir)
         return [], skipped, []
+    os.makedirs(out_dir, exist_ok=True)
     ran, failed = [], []
     progress = tqdm(total=len(pending), desc="benchmark", unit="run")
     for run, row, error in _executions(spec, pending, out_dir, ray_options):
@@ -111,13 +125,20 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     spec = load_spec(args.config)
     labels = [label.strip() for label in args.labels.split(",") if label.strip()] if args.labels else None
+    seeds = None
+    if args.seeds:
+        try:
+            seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
+        except ValueError:
+            raise ConfigError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs: expected an integer >= 1, got {args.jobs}")
     ray_options = None
     if args.jobs or args.address:
         ray_options = {"address": args.address, "jobs": args.jobs, "cpus_per_run": args.cpus_per_run,
                        "gpus_per_run": args.gpus_per_run}
-    ran, skipped, failed = run_benchmark(spec, args.output_dir, args.dry_run, args.report_only, labels, ray_options)
+    ran, skipped, failed = run_benchmark(spec, args.output_dir, args.dry_run, args.report_only, labels, ray_options,
+                                         seeds)
     out_dir = args.output_dir or spec["output_dir"]
     if not args.dry_run:
         print(f"{len(ran)} run(s) done, {len(skipped)} already in {os.path.join(out_dir, 'results.csv')}, "
