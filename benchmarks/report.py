@@ -15,8 +15,9 @@ import os
 import pandas as pd
 from scipy import stats
 
-from recbole_mml.benchmark.report import summary_parts
-from recbole_mml.benchmark.spec import load_spec
+from recbole_mml.benchmark.report import pending_table, summary_parts
+from recbole_mml.benchmark.results import pending_runs
+from recbole_mml.benchmark.spec import load_spec, plan_runs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -263,7 +264,7 @@ def plot_claim(runs, out_pattern):
     return written
 
 
-def pending_table(results):
+def claim_pending_table(results):
     """Runs of the claim's plan that have no row yet, with their estimated wall time, what each
     estimate rests on, and the total."""
     plan = claim.status(os.path.join(results, NEGATIVES))
@@ -336,7 +337,7 @@ def claim_section(results):
         parts.append("Interrupted before early stopping (not in the table; the plan runs them again): " + "; ".join(
             f"{r['label']} at epoch {r['epochs_run']} (test Recall@20 / NDCG@20 {r['test_recall@20']:.4f} / "
             f"{r['test_ndcg@20']:.4f} at its best validation so far)" for _, r in interrupted.iterrows()) + ".")
-    pending = pending_table(results)
+    pending = claim_pending_table(results)
     if pending:
         parts += ["**Not run yet** (the plan's pending runs, with their estimated cost):", pending]
     return parts
@@ -388,6 +389,10 @@ def converged_section(results, config=os.path.join(ROOT, "properties", "benchmar
     spec, runs = load_spec(config), pd.read_csv(path)
     seeds = ", ".join(map(str, sorted(runs.seed.unique())))
     (table, *tests), _ = summary_parts(spec, runs)
+    pending = pending_table(pending_runs(plan_runs(spec), runs))
+    if pending:
+        tests.append("**Not run yet** (estimated from the finished seeds of the same model; \"Not run yet\" at "
+                     "the end has what was measured of the others):\n\n" + pending)
     return ["## ml-1m trained to early stopping",
             f"`python run_recbole_mml.py benchmark --config {os.path.relpath(config, ROOT)} [--labels ...] [--seeds ...]` "
             f"(resumes from `benchmarks/results/{CONVERGED}/results.csv`). ml-1m-implicit pairs, protocol "

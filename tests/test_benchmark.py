@@ -12,6 +12,7 @@ from scipy import stats
 from recbole_mml.benchmark.execute import run_subprocess
 from recbole_mml.benchmark import report as bench_report
 from recbole_mml.benchmark.report import markdown_table, write_report
+from recbole_mml.benchmark.results import pending_runs
 from recbole_mml.benchmark.runner import run_benchmark
 from recbole_mml.benchmark.spec import check_spec, plan_runs
 from recbole_mml.benchmark.stats import paired_tests, summarize
@@ -132,9 +133,13 @@ def test_benchmark_runs_each_run_once_and_resumes(workdir):
     }
     config = workdir / "bench.yaml"
     config.write_text(yaml.safe_dump(spec))
+    assert cli_main(["benchmark", "--config", str(config), "--labels", "BPR"]) == 0
+    report = (workdir / "bench" / "results.md").read_text()
+    assert "## Not run yet" in report and "| tiny | MMLMF-10 | 3 | not measured | no finished seed |" in report
     assert cli_main(["benchmark", "--config", str(config)]) == 0
     results = pd.read_csv(workdir / "bench" / "results.csv")
-    assert results["label"].tolist() == ["MMLMF-10", "BPR"]
+    assert results["label"].tolist() == ["BPR", "MMLMF-10"]
+    assert "Not run yet" not in (workdir / "bench" / "results.md").read_text()
     assert (results["epochs_run"] == 1).all() and (results["test_recall@20"] > 0).all()
     assert (results["mean_epoch_time_s"] > 0).all() and (results["wall_time_s"] >= results["train_time_s"]).all()
     assert "| tiny | MMLMF-10 |" in (workdir / "bench" / "results.md").read_text()
@@ -171,11 +176,42 @@ def test_labels_and_seeds_select_the_runs_of_this_invocation(workdir, capsys):
     config.write_text(yaml.safe_dump(spec))
     assert cli_main(["benchmark", "--config", str(config), "--dry-run", "--seeds", "5,3", "--labels", "MMLMF"]) == 0
     assert capsys.readouterr().out.split() == ["MMLMF|tiny|seed=3", "MMLMF|tiny|seed=5"]
+    pd.DataFrame([{"run_id": "MMLMF|tiny|seed=4", "label": "MMLMF", "model": "MMLMF", "dataset": "tiny", "seed": 4,
+                   "sweep_key": "", "sweep_value": np.nan, "test_recall@20": 0.1, "wall_time_s": 600.0}]
+                 ).to_csv(workdir / "sel.csv", index=False)
+    os.makedirs(workdir / "sel")
+    os.replace(workdir / "sel.csv", workdir / "sel" / "results.csv")
+    assert cli_main(["benchmark", "--config", str(config), "--dry-run", "--seeds", "3,4"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == ["BPR|tiny|seed=3", "MMLMF|tiny|seed=3  ~10 min", "BPR|tiny|seed=4"]
+    assert "3 run(s) to do; the 1 with an estimate take about 0.2 hours" in err
+    os.remove(workdir / "sel" / "results.csv")
+    os.rmdir(workdir / "sel")
     assert cli_main(["benchmark", "--config", str(config), "--seeds", "6"]) == 2
     assert cli_main(["benchmark", "--config", str(config), "--seeds", "x"]) == 2
     err = capsys.readouterr().err
     assert "--seeds: [6] not among the yaml's seeds [3, 4, 5]" in err and "--seeds: expected comma-separated" in err
     assert err.count("\n") == 2 and not os.path.exists(workdir / "sel")
+
+
+def test_pending_runs_are_estimated_from_the_finished_seeds_of_their_setting_and_reported():
+    spec = check_spec({"datasets": ["d"], "seeds": [1, 2, 3], "models": ["A", "B"],
+                       "sweep": {"key": "num_negatives", "values": [10, 100]}})
+    rows = [{"run_id": f"A|num_negatives={n}|d|seed={seed}", "label": "A", "model": "A", "dataset": "d", "seed": seed,
+             "sweep_key": "num_negatives", "sweep_value": n, "wall_time_s": wall}
+            for n, seed, wall in [(10, 1, 60.0), (10, 2, 180.0), (100, 1, 600.0)]]
+    pending = pending_runs(plan_runs(spec), pd.DataFrame(rows))
+    assert len(pending) == 12 - 3
+    by_id = pending.set_index("run_id")
+    assert by_id.loc["A|num_negatives=10|d|seed=3", "est_min"] == 2.0  # mean of seeds 1 and 2, not of N = 100
+    assert by_id.loc["A|num_negatives=100|d|seed=2", "est_min"] == 10.0
+    assert by_id.loc["A|num_negatives=100|d|seed=2", "est_runs"] == 1
+    assert pending[pending.label == "B"].est_min.isna().all() and (pending[pending.label == "B"].est_runs == 0).all()
+    table = bench_report.pending_table(pending).splitlines()
+    assert "| d | A, num_negatives=10 | 3 | 2 | 2 finished seed(s) |" in table
+    assert "| d | B, num_negatives=100 | 1, 2, 3 | not measured | no finished seed |" in table
+    assert table[-1] == "9 runs; those with an estimate (3) total about 0.4 hours of one thread."
+    assert bench_report.pending_table(pending.iloc[:0]) == ""
 
 
 @pytest.mark.slow

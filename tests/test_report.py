@@ -103,6 +103,7 @@ def test_report_writes_tables_and_user_level_tests_and_keeps_the_hand_written_te
     ml1m = text.split("## ml-1m trained to early stopping")[1].split("## ")[0]
     assert "seeds 1, 2, 4 (6 runs)" in ml1m and "| ml-1m | MMLMF | **0.2523 ± 0.0015** | **0.2500 ± 0.0000** |" in ml1m
     assert "| ml-1m | MMLMF | BPR | recall@20 | 3 | 0.0500 | n/a |" in ml1m  # constant differences: t undefined
+    assert "| ml-1m | MMLMF | 2020, 2021, 2022, 2023, 2024 | 1 | 3 finished seed(s) |" in ml1m  # the yaml's seeds
 
 
 spec_claim = importlib.util.spec_from_file_location("negatives_claim", os.path.join(ROOT, "benchmarks", "negatives_claim.py"))

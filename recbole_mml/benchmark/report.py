@@ -5,6 +5,7 @@ import os
 
 import pandas as pd
 
+from recbole_mml.benchmark.results import sweep_text
 from recbole_mml.benchmark.stats import metric_columns, paired_tests, summarize
 
 
@@ -118,8 +119,28 @@ def summary_parts(spec, results):
     return parts, metrics
 
 
-def write_report(spec, results, out_dir):
-    """results.md (and sweep_<key>.png for a sweep) from the rows of results.csv."""
+def pending_table(pending):
+    """The runs not run yet, one line per setting: its seeds and the estimated wall minutes of each
+    (from the finished seeds of the same setting); empty when nothing is pending."""
+    if not len(pending):
+        return ""
+    lines = ["| dataset | label | seeds | est. wall min each | estimated from |", "|---|---|---|---:|---|"]
+    for (dataset, label, value), group in pending.groupby(["dataset", "label", sweep_text(pending["sweep_value"])],
+                                                          sort=False):
+        name = f"{label}, {group.sweep_key.iloc[0]}={value}" if value else label
+        est, n = group.est_min.iloc[0], group.est_runs.iloc[0]
+        lines.append(f"| {dataset} | {name} | {', '.join(map(str, group.seed))} | "
+                     f"{'not measured' if pd.isna(est) else f'{est:.0f}'} | "
+                     f"{f'{n} finished seed(s)' if n else 'no finished seed'} |")
+    known = pending.est_min.dropna()
+    lines.append(f"\n{len(pending)} runs; those with an estimate ({len(known)}) total about "
+                 f"{known.sum() / 60:.1f} hours of one thread.")
+    return "\n".join(lines)
+
+
+def write_report(spec, results, out_dir, pending=None):
+    """results.md (and sweep_<key>.png for a sweep) from the rows of results.csv; ``pending`` (see
+    :func:`~recbole_mml.benchmark.results.pending_runs`) lists what is not run yet."""
     (table, *tests), metrics = summary_parts(spec, results)
     seeds = sorted(results["seed"].unique())
     parts = [
@@ -132,6 +153,8 @@ def write_report(spec, results, out_dir):
     ]
     if tests:
         parts += ["", "## Paired tests over seeds", "", *"\n\n".join(tests).splitlines()]
+    if pending is not None and len(pending):
+        parts += ["", "## Not run yet", "", *pending_table(pending).splitlines()]
     sweep = spec.get("sweep")
     if sweep and results["sweep_value"].notna().any():
         path = spec.get("plot") or os.path.join(out_dir, f"sweep_{sweep['key']}.png")

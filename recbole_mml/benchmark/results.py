@@ -27,3 +27,27 @@ def append_row(csv_path, row):
         frame.to_csv(csv_path, mode="a", header=False, index=False)
     else:
         frame.to_csv(csv_path, index=False)
+
+
+def sweep_text(values):
+    """The swept values as text, '' where a run has none (NaN in results.csv, None in the plan)."""
+    return values.map(lambda v: "" if v is None or pd.isna(v) else str(v)).astype(object)
+
+
+def _setting(frame):
+    """label|dataset|swept value of each row: the runs that differ only in their seed."""
+    return frame["label"].astype(str) + "|" + frame["dataset"].astype(str) + "|" + sweep_text(frame["sweep_value"])
+
+
+def pending_runs(runs, results):
+    """The planned ``runs`` without a row in ``results``, in plan order, each with an estimate of its
+    wall minutes: the mean wall time of the finished runs that differ from it only in the seed
+    (``est_runs`` of them; NaN where none has finished)."""
+    results = results.reindex(columns=list(dict.fromkeys([*KEY_COLUMNS, *INFO_COLUMNS, *results.columns])))
+    done = set(results["run_id"])
+    pending = pd.DataFrame([{k: r[k] for k in KEY_COLUMNS} for r in runs if r["run_id"] not in done],
+                           columns=KEY_COLUMNS)
+    wall = results.groupby(_setting(results))["wall_time_s"]
+    setting = _setting(pending)
+    return pending.assign(est_min=setting.map(wall.mean() / 60).astype(float),
+                          est_runs=setting.map(wall.size()).fillna(0).astype(int))

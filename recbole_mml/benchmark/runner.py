@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from recbole_mml.benchmark.execute import execute, run_subprocess
 from recbole_mml.benchmark.report import write_report
-from recbole_mml.benchmark.results import KEY_COLUMNS, append_row, finished_run_ids
+from recbole_mml.benchmark.results import KEY_COLUMNS, append_row, finished_run_ids, pending_runs
 from recbole_mml.benchmark.spec import load_spec, plan_runs
 from recbole_mml.errors import ConfigError
 
@@ -78,6 +78,16 @@ def _selected(runs, spec, labels, seeds):
     return runs
 
 
+def _print_pending(pending, results):
+    """One line per run still to do, with its estimated wall minutes where a seed of it has finished."""
+    estimates = pending_runs(pending, results)
+    for run_id, est in zip(estimates.run_id, estimates.est_min):
+        print(run_id if pd.isna(est) else f"{run_id}  ~{est:.0f} min")
+    known = estimates.est_min.dropna()
+    print(f"{len(estimates)} run(s) to do; the {len(known)} with an estimate take about "
+          f"{known.sum() / 60:.1f} hours of one thread", file=sys.stderr)
+
+
 def run_benchmark(spec, out_dir=None, dry_run=False, report_only=False, labels=None, ray_options=None, seeds=None):
     """Run every planned run not yet in results.csv; returns (ran, skipped, failed) run ids.
 
@@ -88,16 +98,22 @@ def run_benchmark(spec, out_dir=None, dry_run=False, report_only=False, labels=N
     seed of every model, can go before the rest; the results of all invocations share one results.csv.
     """
     out_dir = out_dir or spec["output_dir"]
-    runs = _selected(plan_runs(spec), spec, labels, seeds)
+    plan = plan_runs(spec)
+    runs = _selected(plan, spec, labels, seeds)
     csv_path = os.path.join(out_dir, "results.csv")
     done = finished_run_ids(csv_path)
     pending = [r for r in runs if r["run_id"] not in done]
     skipped = [r["run_id"] for r in runs if r["run_id"] in done]
+
+    def report():
+        results = pd.read_csv(csv_path)
+        write_report(spec, results, out_dir, pending_runs(plan, results))
+
     if dry_run or report_only:
-        for r in pending if dry_run else []:
-            print(r["run_id"])
+        if dry_run:
+            _print_pending(pending, pd.read_csv(csv_path) if os.path.isfile(csv_path) else pd.DataFrame())
         if report_only and os.path.isfile(csv_path):
-            write_report(spec, pd.read_csv(csv_path), out_dir)
+            report()
         return [], skipped, []
     os.makedirs(out_dir, exist_ok=True)
     ran, failed = [], []
@@ -114,7 +130,7 @@ def run_benchmark(spec, out_dir=None, dry_run=False, report_only=False, labels=N
         record.update(row)
         append_row(csv_path, record)
         ran.append(run["run_id"])
-        write_report(spec, pd.read_csv(csv_path), out_dir)
+        report()
     progress.close()
     return ran, skipped, failed
 
