@@ -1,7 +1,7 @@
 """The benchmark command: run every planned run not yet in results.csv, then rebuild the report.
 
     python run_recbole_mml.py benchmark --config properties/benchmark/ml100k_smoke.yaml
-    python run_recbole_mml.py benchmark --config my.yaml --dry-run      (list the runs)
+    python run_recbole_mml.py benchmark --config my.yaml --dry-run      (the runs to do, with estimates)
     python run_recbole_mml.py benchmark --config my.yaml --report-only  (rebuild results.md)
     python run_recbole_mml.py benchmark --config my.yaml --seeds 2020   (one seed of every model first)
     python run_recbole_mml.py benchmark --config my.yaml --jobs 2       (two runs at a time, as Ray tasks)
@@ -33,7 +33,7 @@ def _parser():
     parser.add_argument("--seeds", default=None,
                         help="comma-separated seeds of the yaml to run now (default: all), e.g. one seed of "
                              "every model before the rest")
-    parser.add_argument("--dry-run", action="store_true", help="list the runs still to do, run nothing")
+    parser.add_argument("--dry-run", action="store_true", help="list the runs still to do, with estimated minutes, run nothing")
     parser.add_argument("--report-only", action="store_true", help="rebuild results.md from results.csv")
     parser.add_argument("--jobs", type=int, default=None,
                         help="run this many at a time as Ray tasks on a private local Ray (default: one "
