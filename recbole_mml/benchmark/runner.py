@@ -33,7 +33,8 @@ def _parser():
     parser.add_argument("--seeds", default=None,
                         help="comma-separated seeds of the yaml to run now (default: all), e.g. one seed of "
                              "every model before the rest")
-    parser.add_argument("--dry-run", action="store_true", help="list the runs still to do, with estimated minutes, run nothing")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list the runs still to do, with estimated minutes, run nothing")
     parser.add_argument("--report-only", action="store_true", help="rebuild results.md from results.csv")
     parser.add_argument("--jobs", type=int, default=None,
                         help="run this many at a time as Ray tasks on a private local Ray (default: one "
