@@ -388,10 +388,10 @@ def converged_section(results, config=os.path.join(ROOT, "properties", "benchmar
         return []
     spec, runs = load_spec(config), pd.read_csv(path)
     seeds = ", ".join(map(str, sorted(runs.seed.unique())))
-    (table, *tests), _ = summary_parts(spec, runs)
+    (table, *blocks), _ = summary_parts(spec, runs)
     pending = pending_table(pending_runs(plan_runs(spec), runs))
     if pending:
-        tests.append("**Not run yet** (estimated from the finished seeds of the same model; \"Not run yet\" at "
+        blocks.append("**Not run yet** (estimated from the finished seeds of the same model; \"Not run yet\" at "
                      "the end has what was measured of the others):\n\n" + pending)
     return ["## ml-1m trained to early stopping",
             f"`python run_recbole_mml.py benchmark --config {os.path.relpath(config, ROOT)} [--labels ...] [--seeds ...]` "
@@ -399,9 +399,9 @@ def converged_section(results, config=os.path.join(ROOT, "properties", "benchmar
             "`[train, valid, test]`: early stopping after 10 evaluations without a better valid NDCG@20, test "
             f"read once, at the best valid epoch; embedding size 64, one thread; seeds {seeds} ({len(runs)} runs). "
             "The baselines run with RecBole's defaults, the MML models with the package's (searched on ml-100k); "
-            "the yaml gives each model's overrides. `epochs`: the epochs run, ten past the best one; times are "
+            "the yaml gives each model's overrides. `epochs`: the epochs run, ten past the best one unless the epoch cap came first; times are "
             "wall seconds on the machine that ran them, beside other jobs.",
-            table, *tests]
+            table, *blocks]
 
 
 def epoch_vs_floor_tables(results):

@@ -9,10 +9,11 @@ KEY_COLUMNS = ["run_id", "label", "model", "dataset", "seed", "sweep_key", "swee
 INFO_COLUMNS = ["best_valid_score", "epochs_run", "train_time_s", "mean_epoch_time_s", "wall_time_s"]
 
 
-def finished_run_ids(csv_path):
+def read_results(csv_path):
+    """The rows of results.csv; no rows (with the key columns) before the first run has finished."""
     if not os.path.isfile(csv_path):
-        return set()
-    return set(pd.read_csv(csv_path, usecols=["run_id"])["run_id"])
+        return pd.DataFrame(columns=KEY_COLUMNS + INFO_COLUMNS)
+    return pd.read_csv(csv_path)
 
 
 def append_row(csv_path, row):

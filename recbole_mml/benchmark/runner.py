@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from recbole_mml.benchmark.execute import execute, run_subprocess
 from recbole_mml.benchmark.report import write_report
-from recbole_mml.benchmark.results import KEY_COLUMNS, append_row, finished_run_ids, pending_runs
+from recbole_mml.benchmark.results import KEY_COLUMNS, append_row, pending_runs, read_results
 from recbole_mml.benchmark.spec import load_spec, plan_runs
 from recbole_mml.errors import ConfigError
 
@@ -102,7 +102,8 @@ def run_benchmark(spec, out_dir=None, dry_run=False, report_only=False, labels=N
     plan = plan_runs(spec)
     runs = _selected(plan, spec, labels, seeds)
     csv_path = os.path.join(out_dir, "results.csv")
-    done = finished_run_ids(csv_path)
+    results = read_results(csv_path)
+    done = set(results["run_id"])
     pending = [r for r in runs if r["run_id"] not in done]
     skipped = [r["run_id"] for r in runs if r["run_id"] in done]
 
@@ -112,8 +113,8 @@ def run_benchmark(spec, out_dir=None, dry_run=False, report_only=False, labels=N
 
     if dry_run or report_only:
         if dry_run:
-            _print_pending(pending, pd.read_csv(csv_path) if os.path.isfile(csv_path) else pd.DataFrame())
-        if report_only and os.path.isfile(csv_path):
+            _print_pending(pending, results)
+        if report_only and len(results):
             report()
         return [], skipped, []
     os.makedirs(out_dir, exist_ok=True)
