@@ -30,7 +30,7 @@ import recbole_mml.quick_start  # noqa: F401  (applies the compatibility fixes)
 from recbole.utils import init_logger, init_seed
 
 from recbole_mml import compat
-from recbole_mml.collector import per_user_topk
+from recbole_mml.collector import eval_user_tokens, per_user_topk
 from recbole_mml.quick_start import build_config, build_trainer, prepare_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -132,8 +132,7 @@ def device_name(config):
 
 def write_per_user(out_dir, dataset, test_data, values):
     """Per-user test metrics, keyed by the dataset's user tokens, for paired tests over users."""
-    users = test_data.uid_list.numpy() if hasattr(test_data.uid_list, "numpy") else test_data.uid_list
-    per_user = pd.DataFrame({"user_id": dataset.id2token(dataset.uid_field, users), **values})
+    per_user = pd.DataFrame({"user_id": eval_user_tokens(dataset, test_data), **values})
     per_user.to_csv(os.path.join(out_dir, "per_user_test.csv.gz"), index=False, float_format="%.5g")
 
 

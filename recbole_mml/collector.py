@@ -83,3 +83,10 @@ def per_user_topk(struct, config, metrics=("Recall", "NDCG")):
         for k in config["topk"]:
             values[f"{name.lower()}@{k}"] = per_user[:, k - 1]
     return values
+
+
+def eval_user_tokens(dataset, eval_data):
+    """The user tokens of a full-sort evaluation loader, in the order :func:`per_user_topk` returns."""
+    users = eval_data.uid_list
+    users = users.numpy() if hasattr(users, "numpy") else users
+    return dataset.id2token(dataset.uid_field, users)

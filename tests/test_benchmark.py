@@ -12,10 +12,10 @@ from scipy import stats
 from recbole_mml.benchmark.execute import run_subprocess
 from recbole_mml.benchmark import report as bench_report
 from recbole_mml.benchmark.report import markdown_table, write_report
-from recbole_mml.benchmark.results import pending_runs
+from recbole_mml.benchmark.results import pending_runs, per_user_path, read_per_user
 from recbole_mml.benchmark.runner import run_benchmark
 from recbole_mml.benchmark.spec import check_spec, plan_runs
-from recbole_mml.benchmark.stats import paired_tests, summarize
+from recbole_mml.benchmark.stats import paired_tests, summarize, user_tests
 from recbole_mml.cli import main as cli_main
 from recbole_mml.errors import ConfigError
 
@@ -99,6 +99,34 @@ def test_every_label_is_tested_against_each_baseline_without_mirrored_pairs():
         check_spec({"models": ["A"], "datasets": ["d"], "baseline": {"A": 1}})
 
 
+def test_user_tests_pair_the_same_seed_and_match_scipy():
+    """Per-user scores of A and base on seeds 1 and 2: each seed's paired t-test is scipy's; a seed
+    counts for a side at p < 0.05; a run without scores (seed 3) is left out."""
+    rng = np.random.default_rng(0)
+    users = [f"u{i}" for i in range(200)]
+    base = {seed: rng.random(200) for seed in (1, 2, 3)}
+    a = {1: base[1] + 0.05 + 0.01 * rng.standard_normal(200), 2: base[2] + np.tile([0.01, -0.01], 100)}
+    scores = {f"base|{s}": base[s] for s in base} | {f"A|{s}": a[s] for s in a}
+
+    def per_user(run_id):
+        if run_id not in scores:
+            return None
+        frame = pd.DataFrame({"user_id": users, "recall@20": scores[run_id]})
+        return frame.iloc[::-1] if run_id.startswith("A") else frame  # rows are matched by user, not position
+
+    results = pd.DataFrame([{"run_id": f"{label}|{seed}", "label": label, "dataset": "toy", "seed": seed,
+                             "sweep_value": np.nan} for label in ("A", "base") for seed in (1, 2, 3)])
+    row = user_tests(results, "base", ["test_recall@20", "test_ndcg@20"], per_user).iloc[0]
+    p = [stats.ttest_rel(a[s], base[s]).pvalue for s in (1, 2)]
+    assert (row.label, row.metric, row.seeds, row.users) == ("A", "recall@20", 2, 200)
+    assert row.max_ttest_p == pytest.approx(max(p)) and p[0] < 0.05 < p[1]
+    assert (row.ahead, row.behind) == (1, 0)
+    assert row.mean_diff == pytest.approx(np.mean([np.mean(a[s] - base[s]) for s in (1, 2)]))
+    table = bench_report.user_tests_table(user_tests(results, "base", ["test_recall@20"], per_user))
+    assert table.splitlines()[-1].startswith("| toy | A | base | recall@20 | 2 | 200 | +0.0247 | 1 | 0 | 1 |")
+    assert user_tests(results, "A", ["test_recall@20"], lambda run_id: None).empty
+
+
 def test_tests_table_prints_small_p_values_instead_of_zero():
     tests = pd.DataFrame([{"dataset": "toy", "label": "A", "baseline": "base", "metric": "test_recall@20", "n": 5,
                            "mean_diff": 0.0391, "ttest_p": 4.4e-08, "wilcoxon_p": float("nan"), "sweep_value": np.nan}])
@@ -148,12 +176,39 @@ def test_benchmark_runs_each_run_once_and_resumes(workdir):
     assert (ran, failed, len(skipped)) == ([], [], 2)
     assert len(pd.read_csv(workdir / "bench" / "results.csv")) == 2
 
+    # each run kept its per-user test scores, whose means are the row's metrics
+    for row in results.itertuples():
+        users = read_per_user(str(workdir / "bench"), row.run_id)
+        assert len(users) == users["user_id"].nunique() > 10
+        assert users["recall@20"].mean() == pytest.approx(getattr(row, "_8"), abs=1e-4)  # test_recall@20
+    assert "| tiny | MMLMF-10 | BPR | recall@20 | 1 |" in (workdir / "bench" / "results.md").read_text()
+
+    # --fill-per-user: a row without scores is rerun and gets the same bytes; results.csv is untouched
+    bpr = per_user_path(str(workdir / "bench"), "BPR|tiny|seed=3")
+    kept, csv_before = open(bpr, "rb").read(), (workdir / "bench" / "results.csv").read_bytes()
+    os.remove(bpr)
+    assert cli_main(["benchmark", "--config", str(config), "--report-only"]) == 0
+    assert "over the test users" not in (workdir / "bench" / "results.md").read_text()  # BPR's scores are gone
+    assert cli_main(["benchmark", "--config", str(config), "--fill-per-user"]) == 0
+    assert open(bpr, "rb").read() == kept and (workdir / "bench" / "results.csv").read_bytes() == csv_before
+
+    # a rerun that does not reproduce its row writes nothing and fails the command
+    os.remove(bpr)
+    tampered = results.assign(**{"test_recall@20": results["test_recall@20"] + 0.01})
+    tampered.to_csv(workdir / "bench" / "results.csv", index=False)
+    assert cli_main(["benchmark", "--config", str(config), "--fill-per-user", "--labels", "BPR"]) == 1
+    assert not os.path.exists(bpr) and not os.path.exists(bpr + ".tmp")
+
 
 def test_a_run_in_a_subprocess_returns_its_row_and_writes_its_log(workdir):
     run = {"model": "MMLMF", "dataset": "tiny", "config": dict(COMMON, num_negatives=10, seed=3)}
     row, error = run_subprocess(run, str(workdir / "logs" / "run.log"), timeout=300)
     assert error is None, error
     assert row["epochs_run"] == 1 and 0 < row["test_recall@20"] <= 1 and row["wall_time_s"] >= row["train_time_s"]
+    assert "per_user" not in row  # asked for only
+    row, error = run_subprocess(run, str(workdir / "logs" / "run.log"), timeout=300, per_user=True)
+    assert error is None and len(row["per_user"]["user_id"]) == len(row["per_user"]["ndcg@20"]) > 10
+    assert np.mean(row["per_user"]["ndcg@20"]) == pytest.approx(row["test_ndcg@20"], abs=1e-4)
     log = (workdir / "logs" / "run.log").read_text()
     assert "test result" in log
     assert "GradScaler" not in log  # RecBole's per-epoch deprecation warning stays out of the run's log

@@ -11,18 +11,19 @@ import os
 from recbole_mml.benchmark.execute import execute
 
 
-def run_task(run, cpus, workdir):
+def run_task(run, cpus, workdir, per_user=False):
     """One run inside a Ray worker, in the driver's working folder where this node has it (relative
     ``data_path`` values then mean what they mean to the driver)."""
     if workdir and os.path.isdir(workdir):
         os.chdir(workdir)
     config = dict(run["config"])
     config.setdefault("torch_num_threads", max(1, int(cpus)))
-    return execute(run["model"], run["dataset"], config)
+    return execute(run["model"], run["dataset"], config, per_user=per_user)
 
 
-def run_on_ray(runs, address=None, jobs=None, cpus_per_run=1, gpus_per_run=0):
-    """Yield ``(run, row, error)`` for every run, in the order they finish.
+def run_on_ray(runs, address=None, jobs=None, cpus_per_run=1, gpus_per_run=0, per_user=False):
+    """Yield ``(run, row, error)`` for every run, in the order they finish; each row carries its
+    per-user test scores when ``per_user`` (they come back to the driver, which writes them).
 
     Without ``address`` a private local Ray with ``jobs`` CPUs is started (and shut down at the
     end); with one, the runs go to that cluster. A run that fails yields its last error line and
@@ -37,7 +38,7 @@ def run_on_ray(runs, address=None, jobs=None, cpus_per_run=1, gpus_per_run=0):
         attach_ray(address) if address else init_local_ray(num_cpus=jobs)
     try:
         task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(run_task)
-        pending = {task.remote(run, cpus_per_run, os.getcwd()): run for run in runs}
+        pending = {task.remote(run, cpus_per_run, os.getcwd(), per_user): run for run in runs}
         while pending:
             (done,), _ = ray.wait(list(pending), num_returns=1)
             run = pending.pop(done)

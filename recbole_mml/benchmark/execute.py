@@ -1,7 +1,8 @@
 """One benchmark run: trained and tested through quick_start, in this process or in a fresh one.
 
 A run in a subprocess (the default) frees its memory (EASE's dense item matrix) before the next;
-the two processes talk through two json files: the run (model, dataset, config) and its row.
+the two processes talk through two json files: the run (model, dataset, config) and its row. The row
+can carry the run's per-user test scores (``per_user``), for paired tests over users.
 """
 
 import json
@@ -35,8 +36,38 @@ def time_epochs(trainer):
     return durations
 
 
-def execute(model, dataset, config_dict):
-    """Train and test one model in this process through recbole_mml.quick_start; a flat result dict."""
+def last_evaluation(trainer):
+    """A dict whose ``struct`` is the data struct of ``trainer``'s latest evaluation.
+
+    RecBole's collector hands each evaluation's resources to the evaluator and keeps none, and its
+    evaluator reports means only; the test evaluation's struct gives the per-user scores.
+    """
+    kept = {}
+    collect = trainer.eval_collector.get_data_struct
+
+    def keep():
+        kept["struct"] = collect()
+        return kept["struct"]
+
+    trainer.eval_collector.get_data_struct = keep
+    return kept
+
+
+def per_user_scores(struct, config, dataset, test_data):
+    """Per-user Recall and NDCG at the config's k values, as json-ready lists keyed by column (the
+    user tokens under ``user_id``); None where the evaluation collected no top-k hits."""
+    from recbole_mml.collector import eval_user_tokens, per_user_topk
+
+    if struct is None or "rec.topk" not in struct:
+        return None
+    values = per_user_topk(struct, config)
+    return {"user_id": [str(u) for u in eval_user_tokens(dataset, test_data)],
+            **{name: np.asarray(v, dtype=float).tolist() for name, v in values.items()}}
+
+
+def execute(model, dataset, config_dict, per_user=False):
+    """Train and test one model in this process through recbole_mml.quick_start; a flat result dict,
+    with the per-user test scores under ``per_user`` when asked (see :func:`per_user_scores`)."""
     from recbole.utils import init_logger, init_seed
 
     from recbole_mml.quick_start import build_config, build_trainer, fit_and_test, prepare_data
@@ -49,6 +80,7 @@ def execute(model, dataset, config_dict):
         dataset, train_data, valid_data, test_data = prepare_data(config)
         trainer = build_trainer(config, dataset, train_data)
         durations = time_epochs(trainer)
+        evaluation = last_evaluation(trainer)
         result = fit_and_test(config, trainer, train_data, valid_data, test_data, saved=True, verbose=True)
     row = {f"test_{k}": v for k, v in result["test_result"].items()}
     row.update(
@@ -58,17 +90,19 @@ def execute(model, dataset, config_dict):
         mean_epoch_time_s=float(np.mean(durations)) if durations else math.nan,
         wall_time_s=time.perf_counter() - start,
     )
+    if per_user:
+        row["per_user"] = per_user_scores(evaluation.get("struct"), config, dataset, test_data)
     return row
 
 
-def run_subprocess(run, log_path, timeout=None):
+def run_subprocess(run, log_path, timeout=None, per_user=False):
     """One run in a fresh interpreter (memory freed after it); its console log goes to ``log_path``."""
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="recbole_mml_run_") as tmp:
         request = os.path.join(tmp, "run.json")
         answer = os.path.join(tmp, "result.json")
         with open(request, "w", encoding="utf-8") as f:
-            json.dump({"model": run["model"], "dataset": run["dataset"], "config": run["config"]}, f)
+            json.dump({"model": run["model"], "dataset": run["dataset"], "config": run["config"], "per_user": per_user}, f)
         start = time.perf_counter()
         with open(log_path, "w", encoding="utf-8") as log:
             try:
@@ -93,7 +127,7 @@ def worker_main(request, answer):
     quiet_recbole_warnings()  # as the command line that started this process does
     with open(request, encoding="utf-8") as f:
         job = json.load(f)
-    row = execute(job["model"], job["dataset"], job["config"])
+    row = execute(job["model"], job["dataset"], job["config"], per_user=job.get("per_user", False))
     with open(answer, "w", encoding="utf-8") as f:
         json.dump(row, f)
     return 0

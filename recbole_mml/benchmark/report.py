@@ -1,12 +1,13 @@
-"""results.md (a table of mean ± std per group, the paired tests) and the sweep plot."""
+"""results.md (a table of mean ± std per group, the paired tests over seeds and over users) and the
+sweep plot."""
 
 import math
 import os
 
 import pandas as pd
 
-from recbole_mml.benchmark.results import sweep_text
-from recbole_mml.benchmark.stats import metric_columns, paired_tests, summarize
+from recbole_mml.benchmark.results import read_per_user, sweep_text
+from recbole_mml.benchmark.stats import metric_columns, paired_tests, summarize, user_tests
 
 
 def _fmt(value, digits=4):
@@ -70,6 +71,21 @@ def tests_table(tests):
     return "\n".join(lines)
 
 
+def user_tests_table(tests):
+    """The paired tests over users, one line per model, baseline and metric (see
+    :func:`~recbole_mml.benchmark.stats.user_tests`)."""
+    swept = tests["sweep_value"].notna().any()
+    lines = ["| dataset | model |" + (" N |" if swept else "") + " vs | metric | seeds | users | mean diff | "
+             "model ahead | vs ahead | largest t-test p | largest Wilcoxon p |",
+             "|---|---|" + ("---:|" if swept else "") + "---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for _, r in tests.iterrows():
+        value = f" {r['sweep_value']:g} |" if swept else ""
+        lines.append(f"| {r['dataset']} | {r['label']} |{value} {r['baseline']} | {r['metric']} | {r['seeds']} | "
+                     f"{r['users']} | {r['mean_diff']:+.4f} | {r['ahead']} | {r['behind']} | {_fmt_p(r['max_ttest_p'])} | "
+                     f"{_fmt_p(r['max_wilcoxon_p'])} |")
+    return "\n".join(lines)
+
+
 def sweep_plot(results, path, metrics, sweep_key="num_negatives"):
     """Each metric against the swept value (log x), one line per label with ± std bars, per data set."""
     import matplotlib
@@ -101,9 +117,10 @@ def sweep_plot(results, path, metrics, sweep_key="num_negatives"):
     return path
 
 
-def summary_parts(spec, results):
+def summary_parts(spec, results, per_user=None):
     """The seeds' table (mean ± std per group) and the paired tests of each label against each of the
-    spec's baselines that has rows: markdown blocks shared by results.md and BENCHMARKS.md."""
+    spec's baselines that has rows, over seeds and, where ``per_user(run_id)`` finds both runs' per-user
+    scores, over the users of each seed: markdown blocks shared by results.md and BENCHMARKS.md."""
     metrics = spec.get("metrics")
     metrics = [f"test_{m}" for m in metrics] if metrics else metric_columns(results)
     info = [c for c in ("epochs_run", "mean_epoch_time_s", "wall_time_s") if c in results]
@@ -116,6 +133,14 @@ def summary_parts(spec, results):
         parts += [f"Paired tests against {', '.join(baselines)} over seeds: p-values of scipy.stats.ttest_rel and "
                   "wilcoxon on the per-seed differences; n/a where a test is undefined (fewer than two seeds, or no "
                   "difference).", tests_table(tests)]
+        if per_user is not None:
+            users = pd.concat([user_tests(rows, b, metrics, per_user) for rows, b in zip(earlier, baselines)],
+                              ignore_index=True)
+            if len(users):
+                parts += ["Paired tests over the test users of each seed both runs kept per-user scores for "
+                          "(`per_user/<run>.csv.gz`): scipy.stats.ttest_rel and wilcoxon (zero differences dropped) "
+                          "per seed; a seed counts for a side when that side is ahead with t-test p < 0.05. With one "
+                          "seed these are the only tests there are.", user_tests_table(users)]
     return parts, metrics
 
 
@@ -141,7 +166,7 @@ def pending_table(pending):
 def write_report(spec, results, out_dir, pending=None):
     """results.md (and sweep_<key>.png for a sweep) from the rows of results.csv; ``pending`` (see
     :func:`~recbole_mml.benchmark.results.pending_runs`) lists what is not run yet."""
-    (table, *tests), metrics = summary_parts(spec, results)
+    (table, *tests), metrics = summary_parts(spec, results, lambda run_id: read_per_user(out_dir, run_id))
     seeds = sorted(results["seed"].unique())
     parts = [
         "# Benchmark results",
@@ -152,7 +177,7 @@ def write_report(spec, results, out_dir, pending=None):
         table,
     ]
     if tests:
-        parts += ["", "## Paired tests over seeds", "", *"\n\n".join(tests).splitlines()]
+        parts += ["", "## Paired tests", "", *"\n\n".join(tests).splitlines()]
     if pending is not None and len(pending):
         parts += ["", "## Not run yet", "", *pending_table(pending).splitlines()]
     sweep = spec.get("sweep")

@@ -1,5 +1,6 @@
 """results.csv: one row per finished run, appended as soon as it ends, so an interrupted benchmark
-keeps what it finished and the next invocation skips it."""
+keeps what it finished and the next invocation skips it; beside it, each run's per-user test scores
+(``per_user/<run>.csv.gz``, written before the row) for paired tests over users."""
 
 import os
 
@@ -28,6 +29,33 @@ def append_row(csv_path, row):
         frame.to_csv(csv_path, mode="a", header=False, index=False)
     else:
         frame.to_csv(csv_path, index=False)
+
+
+def run_file(run_id):
+    """The file name (no extension) of a run's log and per-user scores: its id without | and =."""
+    return run_id.replace("|", "__").replace("=", "-")
+
+
+def per_user_path(out_dir, run_id):
+    return os.path.join(out_dir, "per_user", run_file(run_id) + ".csv.gz")
+
+
+def write_per_user(out_dir, run_id, scores):
+    """A run's per-user test scores (columns ``user_id``, ``recall@20``, ...), written whole or not at
+    all; gzip without a timestamp, so the same scores give the same bytes."""
+    path = per_user_path(out_dir, run_id)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    pd.DataFrame(scores).to_csv(tmp, index=False, float_format="%.5g",
+                                compression={"method": "gzip", "mtime": 0})
+    os.replace(tmp, path)
+    return path
+
+
+def read_per_user(out_dir, run_id):
+    """A run's per-user test scores (user ids as text), or None where the run kept none."""
+    path = per_user_path(out_dir, run_id)
+    return pd.read_csv(path, dtype={"user_id": str}) if os.path.isfile(path) else None
 
 
 def sweep_text(values):

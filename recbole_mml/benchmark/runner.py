@@ -6,9 +6,11 @@
     python run_recbole_mml.py benchmark --config my.yaml --seeds 2020   (one seed of every model first)
     python run_recbole_mml.py benchmark --config my.yaml --jobs 2       (two runs at a time, as Ray tasks)
     python run_recbole_mml.py benchmark --config my.yaml --address=auto (the runs on an existing Ray cluster)
+    python run_recbole_mml.py benchmark --config my.yaml --fill-per-user (per-user scores of older rows)
 """
 
 import argparse
+import math
 import os
 import sys
 from logging import getLogger
@@ -18,7 +20,9 @@ from tqdm import tqdm
 
 from recbole_mml.benchmark.execute import execute, run_subprocess
 from recbole_mml.benchmark.report import write_report
-from recbole_mml.benchmark.results import KEY_COLUMNS, append_row, pending_runs, read_results
+from recbole_mml.benchmark.results import (
+    KEY_COLUMNS, append_row, pending_runs, per_user_path, read_results, run_file, write_per_user,
+)
 from recbole_mml.benchmark.spec import load_spec, plan_runs
 from recbole_mml.errors import ConfigError
 
@@ -43,6 +47,9 @@ def _parser():
                         help="run as Ray tasks on an existing cluster: 'auto' or ip:port")
     parser.add_argument("--cpus_per_run", type=float, default=1, help="CPUs of each Ray task (its torch threads)")
     parser.add_argument("--gpus_per_run", type=float, default=0, help="GPUs of each Ray task (fractions share one)")
+    parser.add_argument("--fill-per-user", action="store_true",
+                        help="rerun the finished runs that kept no per-user test scores, to write them (each "
+                             "rerun must reproduce its row's test metrics); results.csv is left as it is")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     return parser
 
@@ -53,14 +60,14 @@ def _executions(spec, pending, out_dir, ray_options):
     if ray_options:
         from recbole_mml.benchmark.distributed import run_on_ray
 
-        yield from run_on_ray(pending, **ray_options)
+        yield from run_on_ray(pending, per_user=True, **ray_options)
         return
     for run in pending:
-        log_path = os.path.join(out_dir, "logs", run["run_id"].replace("|", "__").replace("=", "-") + ".log")
+        log_path = os.path.join(out_dir, "logs", run_file(run["run_id"]) + ".log")
         if spec["isolation"] == "subprocess":
-            yield (run, *run_subprocess(run, log_path, spec.get("timeout")))
+            yield (run, *run_subprocess(run, log_path, spec.get("timeout"), per_user=True))
         else:
-            yield run, execute(run["model"], run["dataset"], run["config"]), None
+            yield run, execute(run["model"], run["dataset"], run["config"], per_user=True), None
 
 
 def _selected(runs, spec, labels, seeds):
@@ -89,14 +96,30 @@ def _print_pending(pending, results):
           f"{known.sum() / 60:.1f} hours of one thread", file=sys.stderr)
 
 
-def run_benchmark(spec, out_dir=None, dry_run=False, report_only=False, labels=None, ray_options=None, seeds=None):
+def _not_reproduced(row, recorded):
+    """Why a rerun's test metrics differ from its row in results.csv ('' where they agree)."""
+    for column, value in row.items():
+        if column.startswith("test_") and column in recorded and not math.isclose(value, recorded[column],
+                                                                                  abs_tol=1e-9):
+            return (f"the rerun gave {column} {value:.4f}, results.csv has {recorded[column]:.4f}: not reproduced, "
+                    "per-user scores not written")
+    return ""
+
+
+def run_benchmark(spec, out_dir=None, dry_run=False, report_only=False, labels=None, ray_options=None, seeds=None,
+                  fill_per_user=False):
     """Run every planned run not yet in results.csv; returns (ran, skipped, failed) run ids.
 
+    Each run's per-user test scores are written beside results.csv before its row is appended.
     ``ray_options`` (``address``, ``jobs``, ``cpus_per_run``, ``gpus_per_run``) runs them as Ray tasks,
     each row appended as its task finishes.
 
     ``labels`` and ``seeds`` restrict this invocation to some models and seeds, so cheap runs, or one
     seed of every model, can go before the rest; the results of all invocations share one results.csv.
+
+    ``fill_per_user`` reruns instead the finished runs without per-user scores (rows from before they
+    were kept) and writes their scores where the rerun reproduces the row's test metrics, the
+    check that the scores belong to that row; results.csv is not changed.
     """
     out_dir = out_dir or spec["output_dir"]
     plan = plan_runs(spec)
@@ -104,8 +127,13 @@ def run_benchmark(spec, out_dir=None, dry_run=False, report_only=False, labels=N
     csv_path = os.path.join(out_dir, "results.csv")
     results = read_results(csv_path)
     done = set(results["run_id"])
-    pending = [r for r in runs if r["run_id"] not in done]
-    skipped = [r["run_id"] for r in runs if r["run_id"] in done]
+    recorded = results.set_index("run_id")
+    if fill_per_user:
+        pending = [r for r in runs if r["run_id"] in done and not os.path.isfile(per_user_path(out_dir, r["run_id"]))]
+        skipped = [r["run_id"] for r in runs if r not in pending]
+    else:
+        pending = [r for r in runs if r["run_id"] not in done]
+        skipped = [r["run_id"] for r in runs if r["run_id"] in done]
 
     def report():
         results = pd.read_csv(csv_path)
@@ -128,9 +156,19 @@ def run_benchmark(spec, out_dir=None, dry_run=False, report_only=False, labels=N
             getLogger().error(f"benchmark run {run['run_id']} failed: {error}")
             tqdm.write(f"failed: {run['run_id']}: {error}")
             continue
-        record = {k: run[k] for k in KEY_COLUMNS}
-        record.update(row)
-        append_row(csv_path, record)
+        scores = row.pop("per_user", None)
+        if fill_per_user:
+            error = _not_reproduced(row, recorded.loc[run["run_id"]]) or ("" if scores else "no per-user scores")
+            if error:
+                failed.append(run["run_id"])
+                tqdm.write(f"failed: {run['run_id']}: {error}")
+                continue
+        if scores:
+            write_per_user(out_dir, run["run_id"], scores)
+        if not fill_per_user:
+            record = {k: run[k] for k in KEY_COLUMNS}
+            record.update(row)
+            append_row(csv_path, record)
         ran.append(run["run_id"])
         report()
     progress.close()
@@ -156,9 +194,12 @@ def main(argv=None):
         ray_options = {"address": args.address, "jobs": args.jobs, "cpus_per_run": args.cpus_per_run,
                        "gpus_per_run": args.gpus_per_run}
     ran, skipped, failed = run_benchmark(spec, args.output_dir, args.dry_run, args.report_only, labels, ray_options,
-                                         seeds)
+                                         seeds, args.fill_per_user)
     out_dir = args.output_dir or spec["output_dir"]
-    if not args.dry_run:
+    if args.fill_per_user and not args.dry_run:
+        print(f"per-user scores written for {len(ran)} finished run(s), {len(failed)} failed; "
+              f"report: {os.path.join(out_dir, 'results.md')}")
+    elif not args.dry_run:
         print(f"{len(ran)} run(s) done, {len(skipped)} already in {os.path.join(out_dir, 'results.csv')}, "
               f"{len(failed)} failed; report: {os.path.join(out_dir, 'results.md')}")
     return 1 if failed else 0

@@ -1,11 +1,12 @@
-"""Statistics over seeds: mean, sample std and count per group, and paired tests against a baseline."""
+"""Statistics over seeds (mean, sample std and count per group, paired tests against a baseline) and
+over the test users of one seed (paired tests of two runs' per-user scores)."""
 
 import math
 
 import numpy as np
 import pandas as pd
 
-from recbole_mml.benchmark.results import INFO_COLUMNS
+from recbole_mml.benchmark.results import INFO_COLUMNS, sweep_text
 
 
 def metric_columns(results):
@@ -56,3 +57,57 @@ def paired_tests(results, baseline, metric):
                      "mean_diff": float(diff.mean()) if len(diff) else math.nan, "ttest_p": t_p, "wilcoxon_p": w_p})
     return pd.DataFrame(rows, columns=["dataset", "label", "sweep_value", "baseline", "metric", "n", "mean_diff", "ttest_p",
                                        "wilcoxon_p"])
+
+
+def paired_user_test(a, b, metrics):
+    """Paired t-test and Wilcoxon (zero differences dropped) of two runs' per-user scores (frames with
+    ``user_id`` and one column per metric) over the users both scored; one dict per metric."""
+    from scipy import stats
+
+    both = a.merge(b, on="user_id", suffixes=("_a", "_b"))
+    rows = []
+    for metric in metrics:
+        x, y = both[f"{metric}_a"], both[f"{metric}_b"]
+        diff = x - y
+        differs = bool((diff != 0).any())
+        rows.append({"metric": metric, "users": len(both), "a_mean": float(x.mean()), "b_mean": float(y.mean()),
+                     "diff": float(diff.mean()),
+                     "ttest_p": float(stats.ttest_rel(x, y).pvalue) if differs else math.nan,
+                     "wilcoxon_p": float(stats.wilcoxon(diff[diff != 0]).pvalue) if differs else math.nan})
+    return rows
+
+
+USER_TEST_COLUMNS = ["dataset", "label", "sweep_value", "baseline", "metric", "seeds", "users", "mean_diff",
+                     "ahead", "behind", "max_ttest_p", "max_wilcoxon_p"]
+
+
+def user_tests(results, baseline, metrics, per_user, alpha=0.05):
+    """Each label against ``baseline`` over the test users of every seed (and swept value) both ran.
+
+    ``per_user(run_id)`` gives a run's per-user scores or None (runs that kept none are left out).
+    One row per (dataset, label[, swept value], metric): the seeds tested, the mean over them of the
+    per-user mean difference, on how many seeds the label is ahead and behind at paired t-test
+    p < ``alpha``, and the largest t-test and Wilcoxon p. With one seed this is the only test there is.
+    """
+    results = results.assign(sweep=sweep_text(results["sweep_value"]) if "sweep_value" in results else "")
+    base = {(r.dataset, r.seed, r.sweep): r.run_id for r in results[results["label"] == baseline].itertuples()}
+    names = [m.replace("test_", "") for m in metrics]
+    per_seed = []
+    for row in results[results["label"] != baseline].itertuples():
+        b_id = base.get((row.dataset, row.seed, row.sweep))
+        a, b = per_user(row.run_id), per_user(b_id) if b_id else None
+        if a is None or b is None:
+            continue
+        for test in paired_user_test(a, b, [m for m in names if m in a and m in b]):
+            per_seed.append({"dataset": row.dataset, "label": row.label, "sweep": row.sweep,
+                             "sweep_value": getattr(row, "sweep_value", math.nan), **test})
+    if not per_seed:
+        return pd.DataFrame(columns=USER_TEST_COLUMNS)
+    per_seed = pd.DataFrame(per_seed)
+    significant = per_seed["ttest_p"] < alpha
+    per_seed = per_seed.assign(ahead=significant & (per_seed["diff"] > 0), behind=significant & (per_seed["diff"] < 0))
+    out = per_seed.groupby(["dataset", "label", "sweep", "metric"], sort=False).agg(
+        sweep_value=("sweep_value", "first"), seeds=("diff", "size"), users=("users", "mean"),
+        mean_diff=("diff", "mean"), ahead=("ahead", "sum"), behind=("behind", "sum"),
+        max_ttest_p=("ttest_p", "max"), max_wilcoxon_p=("wilcoxon_p", "max")).reset_index()
+    return out.assign(baseline=baseline, users=out["users"].round().astype(int))[USER_TEST_COLUMNS]
