@@ -99,8 +99,8 @@ def _print_pending(pending, results):
 def _not_reproduced(row, recorded):
     """Why a rerun's test metrics differ from its row in results.csv ('' where they agree)."""
     for column, value in row.items():
-        if column.startswith("test_") and column in recorded and not math.isclose(value, recorded[column],
-                                                                                  abs_tol=1e-9):
+        if (column.startswith("test_") and pd.notna(recorded.get(column))
+                and not math.isclose(value, recorded[column], abs_tol=1e-9)):
             return (f"the rerun gave {column} {value:.4f}, results.csv has {recorded[column]:.4f}: not reproduced, "
                     "per-user scores not written")
     return ""
