@@ -3,6 +3,7 @@ sweep plot."""
 
 import math
 import os
+from functools import lru_cache
 
 import pandas as pd
 
@@ -134,6 +135,7 @@ def summary_parts(spec, results, per_user=None):
                   "wilcoxon on the per-seed differences; n/a where a test is undefined (fewer than two seeds, or no "
                   "difference).", tests_table(tests)]
         if per_user is not None:
+            per_user = lru_cache(maxsize=None)(per_user)  # each run's file is read once, not once per pair
             users = pd.concat([user_tests(rows, b, metrics, per_user) for rows, b in zip(earlier, baselines)],
                               ignore_index=True)
             if len(users):
