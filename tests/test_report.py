@@ -62,8 +62,18 @@ def results(tmp_path):
     pd.DataFrame([{"run_id": f"{label}|ml-1m|seed={seed}", "label": label, "model": label, "dataset": "ml-1m",
                    "seed": seed, "test_recall@20": recall + 0.001 * seed, "test_ndcg@20": recall,
                    "epochs_run": 30, "mean_epoch_time_s": 2.0, "wall_time_s": 60.0}
-                  for label, recall in (("BPR", 0.2), ("MMLMF", 0.25)) for seed in (1, 2, 4)]).to_csv(
+                  for label, recall in (("BPR", 0.2), ("MMLMF", 0.25)) for seed in (1, 2, 4)]
+                 + [{"run_id": f"ENMF|ml-1m|seed={seed}", "label": "ENMF", "model": "ENMF", "dataset": "ml-1m",
+                     "seed": seed, "test_recall@20": 0.21, "test_ndcg@20": 0.2, "best_valid_score": 0.185,
+                     "epochs_run": 300, "mean_epoch_time_s": 9.0, "wall_time_s": 4200.0} for seed in (2020, 2021)]
+                 ).to_csv(
         folder / "ml-1m_converged" / "results.csv", index=False)
+    (folder / "ml-1m_enmf_lr").mkdir()
+    pd.DataFrame([{"run_id": f"ENMF-lr{lr}|ml-1m|seed=2020", "label": f"ENMF-lr{lr}", "model": "ENMF",
+                   "dataset": "ml-1m", "seed": 2020, "test_recall@20": 0.24, "test_ndcg@20": 0.36,
+                   "best_valid_score": valid, "epochs_run": epochs, "wall_time_s": 600.0}
+                  for lr, valid, epochs in (("0.01", 0.18, 40), ("0.003", 0.19, 60))]).to_csv(
+        folder / "ml-1m_enmf_lr" / "results.csv", index=False)
     (folder / "epoch_vs_floor").mkdir()
     pd.DataFrame({"run": ["MMLMF learner=sparse_adam"], "epoch_s": [11.0], "over_sparse_floor": [1.1]}).to_csv(
         folder / "epoch_vs_floor" / "gowalla.csv", index=False)
@@ -101,9 +111,16 @@ def test_report_writes_tables_and_user_level_tests_and_keeps_the_hand_written_te
     assert "| g-bpr-lr0.001 | gowalla | [train, valid, test] | BPR | 100 shared | sparse_adam, 0.001 |" in bpr
     # ml-1m: the benchmark tool's rows, mean +- std over seeds, tested against the yaml's baselines that ran (BPR)
     ml1m = text.split("## ml-1m trained to early stopping")[1].split("## ")[0]
-    assert "seeds 1, 2, 4 (6 runs)" in ml1m and "| ml-1m | MMLMF | **0.2523 ± 0.0015** | **0.2500 ± 0.0000** |" in ml1m
+    assert "seeds 1, 2, 4, 2020, 2021 (8 runs)" in ml1m and "| ml-1m | MMLMF | **0.2523 ± 0.0015** | **0.2500 ± 0.0000** |" in ml1m
     assert "| ml-1m | MMLMF | BPR | recall@20 | 3 | 0.0500 | n/a |" in ml1m  # constant differences: t undefined
     assert "| ml-1m | MMLMF | 2020, 2021, 2022, 2023, 2024 | 1 | 3 finished seed(s) |" in ml1m  # the yaml's seeds
+    # ENMF's learning rate: each rate from its yaml, beside the converged row of the same seed (not 2021's),
+    # the best valid score first
+    enmf = text.split("### ENMF's learning rate")[1].split("## ")[0]
+    lines = [line for line in enmf.splitlines() if line.startswith("| ENMF")]
+    assert lines == ["| ENMF-lr0.003 | 2020 | 0.003 | 60 | 0.1900 | 0.2400 | 0.3600 | 10 |",
+                     "| ENMF | 2020 | 0.001 | 300 | 0.1850 | 0.2100 | 0.2000 | 70 |",
+                     "| ENMF-lr0.01 | 2020 | 0.01 | 40 | 0.1800 | 0.2400 | 0.3600 | 10 |"]
 
 
 spec_claim = importlib.util.spec_from_file_location("negatives_claim", os.path.join(ROOT, "benchmarks", "negatives_claim.py"))
