@@ -383,7 +383,7 @@ def learning_rate_block(results, name=ENMF_LR, model="ENMF"):
         return []
     config = os.path.join(CONFIGS, f"{name}.yaml")
     spec = load_spec(config)
-    runs = []
+    lr_runs, runs = pd.read_csv(path), []
     for folder, yaml_path in ((name, config), (CONVERGED, os.path.join(CONFIGS, f"{CONVERGED}.yaml"))):
         rates = {run["run_id"]: run["config"]["learning_rate"] for run in plan_runs(load_spec(yaml_path))
                  if run["model"] == model and run["seed"] in spec["seeds"]}
@@ -400,7 +400,13 @@ def learning_rate_block(results, name=ENMF_LR, model="ENMF"):
             f"chosen on them). `epochs`: the epochs run, ten past the best one unless the cap of "
             f"{spec['common']['epochs']} came first.",
             "| label | seed | learning rate | epochs | valid NDCG@20 | test Recall@20 | test NDCG@20 | wall min |\n"
-            "|---|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows)]
+            "|---|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows)] + pending_block(spec, lr_runs)
+
+
+def pending_block(spec, results):
+    """'Not run yet' with each pending run's estimate, or nothing when the yaml's runs have all finished."""
+    pending = pending_table(pending_runs(plan_runs(spec), results))
+    return [f"**Not run yet:**\n\n{pending}"] if pending else []
 
 
 def converged_section(results, config=os.path.join(CONFIGS, f"{CONVERGED}.yaml")):

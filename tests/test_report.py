@@ -121,6 +121,12 @@ def test_report_writes_tables_and_user_level_tests_and_keeps_the_hand_written_te
     assert lines == ["| ENMF-lr0.003 | 2020 | 0.003 | 60 | 0.1900 | 0.2400 | 0.3600 | 10 |",
                      "| ENMF | 2020 | 0.001 | 300 | 0.1850 | 0.2100 | 0.2000 | 70 |",
                      "| ENMF-lr0.01 | 2020 | 0.01 | 40 | 0.1800 | 0.2400 | 0.3600 | 10 |"]
+    assert "**Not run yet:**" not in enmf  # both of the yaml's rates have run
+    enmf_lr = results / "ml-1m_enmf_lr" / "results.csv"
+    pd.read_csv(enmf_lr).iloc[:1].to_csv(enmf_lr, index=False)
+    block = "\n".join(report.learning_rate_block(str(results)))
+    assert "| ml-1m | ENMF-lr0.003 | 2020 | not measured | no finished seed |" in block
+    assert "| ENMF-lr0.003 | 2020 | 0.003 |" not in block
 
 
 spec_claim = importlib.util.spec_from_file_location("negatives_claim", os.path.join(ROOT, "benchmarks", "negatives_claim.py"))
