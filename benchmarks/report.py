@@ -5,7 +5,8 @@
 Everything between the two ``generated`` markers of BENCHMARKS.md is replaced; the hand-written text
 around them stays. Sources: ``time_to_quality/results.csv`` with each run's ``curve.csv`` and
 ``per_user_test.csv.gz``, ``negatives/``, ``bpr_lr/``, ``learners/``, the benchmark tool's
-``ml-1m_converged/results.csv`` and ``epoch_vs_floor/<dataset>.csv``.
+``ml-1m_converged/results.csv`` with ``ml-1m_enmf_lr/results.csv``, and
+``epoch_vs_floor/<dataset>.csv``.
 """
 
 import argparse
