@@ -376,19 +376,18 @@ def bpr_lr_section(results):
         "columns are for reading only; nothing was chosen on them.")
 
 
-def learning_rate_block(results, name=ENMF_LR, model="ENMF"):
+def learning_rate_block(results, converged_spec, converged_runs, name=ENMF_LR, model="ENMF"):
     """The model's learning-rate runs (every label sets ``learning_rate`` in its yaml) beside its rows of
     the converged table on the same seeds, best valid score first; nothing while the folder has no results."""
     path = os.path.join(results, name, "results.csv")
     if not os.path.isfile(path):
         return []
     config = os.path.join(CONFIGS, f"{name}.yaml")
-    spec = load_spec(config)
-    lr_runs, runs = pd.read_csv(path), []
-    for folder, yaml_path in ((name, config), (CONVERGED, os.path.join(CONFIGS, f"{CONVERGED}.yaml"))):
-        rates = {run["run_id"]: run["config"]["learning_rate"] for run in plan_runs(load_spec(yaml_path))
+    spec, lr_runs = load_spec(config), pd.read_csv(path)
+    runs = []
+    for plan_spec, rows in ((spec, lr_runs), (converged_spec, converged_runs)):
+        rates = {run["run_id"]: run["config"]["learning_rate"] for run in plan_runs(plan_spec)
                  if run["model"] == model and run["seed"] in spec["seeds"]}
-        rows = pd.read_csv(os.path.join(results, folder, "results.csv"))
         runs.append(rows[rows.run_id.isin(rates)].assign(lr=lambda df: df.run_id.map(rates)))
     runs = pd.concat(runs).sort_values("best_valid_score", ascending=False)
     rows = [f"| {r.label} | {r.seed} | {r.lr:g} | {r.epochs_run} | {r.best_valid_score:.4f} | "
@@ -404,10 +403,10 @@ def learning_rate_block(results, name=ENMF_LR, model="ENMF"):
             "|---|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows)] + pending_block(spec, lr_runs)
 
 
-def pending_block(spec, results):
-    """'Not run yet' with each pending run's estimate, or nothing when the yaml's runs have all finished."""
+def pending_block(spec, results, heading="**Not run yet:**"):
+    """The yaml's runs not run yet, with each one's estimate, under ``heading``; nothing when all have finished."""
     pending = pending_table(pending_runs(plan_runs(spec), results))
-    return [f"**Not run yet:**\n\n{pending}"] if pending else []
+    return [f"{heading}\n\n{pending}"] if pending else []
 
 
 def converged_section(results, config=os.path.join(CONFIGS, f"{CONVERGED}.yaml")):
@@ -420,10 +419,8 @@ def converged_section(results, config=os.path.join(CONFIGS, f"{CONVERGED}.yaml")
     seeds = ", ".join(map(str, sorted(runs.seed.unique())))
     folder = os.path.join(results, CONVERGED)
     (table, *blocks), _ = summary_parts(spec, runs, lambda run_id: read_per_user(folder, run_id))
-    pending = pending_table(pending_runs(plan_runs(spec), runs))
-    if pending:
-        blocks.append("**Not run yet** (estimated from the finished seeds of the same model; \"Not run yet\" at "
-                     "the end has what was measured of the others):\n\n" + pending)
+    blocks += pending_block(spec, runs, "**Not run yet** (estimated from the finished seeds of the same model; "
+                                        "\"Not run yet\" at the end has what was measured of the others):")
     return ["## ml-1m trained to early stopping",
             f"`python run_recbole_mml.py benchmark --config {os.path.relpath(config, ROOT)} [--labels ...] [--seeds ...]` "
             f"(resumes from `benchmarks/results/{CONVERGED}/results.csv`). ml-1m-implicit pairs, protocol "
@@ -432,7 +429,7 @@ def converged_section(results, config=os.path.join(CONFIGS, f"{CONVERGED}.yaml")
             "The baselines run with RecBole's defaults (LightGCN with 4x the batch and learning rate), the MML models with the package's (searched on ml-100k); "
             "the yaml gives each model's overrides. `epochs`: the epochs run, ten past the best one unless the epoch cap came first; times are "
             "wall seconds on the machine that ran them, beside other jobs.",
-            table, *blocks, *learning_rate_block(results)]
+            table, *blocks, *learning_rate_block(results, spec, runs)]
 
 
 def epoch_vs_floor_tables(results):

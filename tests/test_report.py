@@ -124,7 +124,9 @@ def test_report_writes_tables_and_user_level_tests_and_keeps_the_hand_written_te
     assert "**Not run yet:**" not in enmf  # both of the yaml's rates have run
     enmf_lr = results / "ml-1m_enmf_lr" / "results.csv"
     pd.read_csv(enmf_lr).iloc[:1].to_csv(enmf_lr, index=False)
-    block = "\n".join(report.learning_rate_block(str(results)))
+    converged = report.load_spec(os.path.join(report.CONFIGS, f"{report.CONVERGED}.yaml"))
+    block = "\n".join(report.learning_rate_block(str(results), converged,
+                                                  pd.read_csv(results / "ml-1m_converged" / "results.csv")))
     assert "| ml-1m | ENMF-lr0.003 | 2020 | not measured | no finished seed |" in block
     assert "| ENMF-lr0.003 | 2020 | 0.003 |" not in block
 
