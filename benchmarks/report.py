@@ -426,7 +426,7 @@ def converged_section(results, config=os.path.join(CONFIGS, f"{CONVERGED}.yaml")
             f"(resumes from `benchmarks/results/{CONVERGED}/results.csv`). ml-1m-implicit pairs, protocol "
             "`[train, valid, test]`: early stopping after 10 evaluations without a better valid NDCG@20, test "
             f"read once, at the best valid epoch; embedding size 64, one thread; seeds {seeds} ({len(runs)} runs). "
-            "The baselines run with RecBole's defaults (LightGCN with 4x the batch and learning rate), the MML models with the package's (searched on ml-100k); "
+            "The baselines run with RecBole's defaults (LightGCN with 4x the batch and learning rate, ENMF with the learning rate chosen on valid below), the MML models with the package's (searched on ml-100k); "
             "the yaml gives each model's overrides. `epochs`: the epochs run, ten past the best one unless the epoch cap came first; times are "
             "wall seconds on the machine that ran them, beside other jobs.",
             table, *blocks, *learning_rate_block(results, spec, runs)]
