@@ -397,8 +397,8 @@ def learning_rate_block(results, converged_spec, converged_runs, name=ENMF_LR, m
             f"{os.path.relpath(config, ROOT)}`: Adam's learning rate for {model} on the protocol and settings "
             f"above, beside the `{model}` rows of the table above on the same seeds; the rate with the best valid "
             "NDCG@20 is the one to run the seeds with (the test columns are for reading only; nothing was "
-            f"chosen on them). `epochs`: the epochs run, ten past the best one unless the cap of "
-            f"{spec['common']['epochs']} came first.",
+            f"chosen on them). `epochs`: the epochs run, ten past the best one unless the cap came first "
+            f"({spec['common']['epochs']} for the learning-rate runs; the `{model}` rows keep the table above's).",
             "| label | seed | learning rate | epochs | valid NDCG@20 | test Recall@20 | test NDCG@20 | wall min |\n"
             "|---|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows)] + pending_block(spec, lr_runs)
 
