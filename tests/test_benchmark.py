@@ -171,6 +171,7 @@ def test_benchmark_runs_each_run_once_and_resumes(workdir):
     assert (results["epochs_run"] == 1).all() and (results["test_recall@20"] > 0).all()
     assert (results["mean_epoch_time_s"] > 0).all() and (results["wall_time_s"] >= results["train_time_s"]).all()
     assert "| tiny | MMLMF-10 |" in (workdir / "bench" / "results.md").read_text()
+    assert not (workdir / "bench" / "checkpoints").exists()  # a finished run's resumable state is removed
 
     ran, skipped, failed = run_benchmark(check_spec(spec))
     assert (ran, failed, len(skipped)) == ([], [], 2)

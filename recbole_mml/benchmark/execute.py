@@ -5,6 +5,7 @@ the two processes talk through two json files: the run (model, dataset, config) 
 can carry the run's per-user test scores (``per_user``), for paired tests over users.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -65,22 +66,35 @@ def per_user_scores(struct, config, dataset, test_data):
             **{name: np.asarray(v, dtype=float).tolist() for name, v in values.items()}}
 
 
-def execute(model, dataset, config_dict, per_user=False):
+def execute(model, dataset, config_dict, per_user=False, state_dir=None):
     """Train and test one model in this process through recbole_mml.quick_start; a flat result dict,
-    with the per-user test scores under ``per_user`` when asked (see :func:`per_user_scores`)."""
+    with the per-user test scores under ``per_user`` when asked (see :func:`per_user_scores`).
+
+    With ``state_dir`` the run is resumable (:mod:`recbole_mml.run_state`): a run killed before its
+    row came back goes on from its last saved epoch when executed again with the same folder, which
+    is removed once the run is tested. ``earlier_wall_s`` in the row is the wall time of the killed
+    attempts, included in ``wall_time_s``.
+    """
     from recbole.utils import init_logger, init_seed
 
+    from recbole_mml import run_state
     from recbole_mml.quick_start import build_config, build_trainer, fit_and_test, prepare_data
 
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="recbole_mml_ckpt_") as checkpoints:
+    with contextlib.ExitStack() as stack:
+        checkpoints = state_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="recbole_mml_ckpt_"))
         config = build_config(model, dataset, config_dict=dict(config_dict, checkpoint_dir=checkpoints))
         init_seed(config["seed"], config["reproducibility"])
         init_logger(config)
+        dataset_name = dataset
         dataset, train_data, valid_data, test_data = prepare_data(config)
         trainer = build_trainer(config, dataset, train_data)
         durations = time_epochs(trainer)
         evaluation = last_evaluation(trainer)
+        earlier_s = 0.0
+        if state_dir:
+            setup = {"model": model, "dataset": dataset_name, "config": json.dumps(config_dict, sort_keys=True)}
+            earlier_s = run_state.resumable(trainer, train_data, state_dir, setup, durations)
         result = fit_and_test(config, trainer, train_data, valid_data, test_data, saved=True, verbose=True)
     row = {f"test_{k}": v for k, v in result["test_result"].items()}
     row.update(
@@ -88,23 +102,30 @@ def execute(model, dataset, config_dict, per_user=False):
         epochs_run=len(durations),
         train_time_s=float(sum(durations)),
         mean_epoch_time_s=float(np.mean(durations)) if durations else math.nan,
-        wall_time_s=time.perf_counter() - start,
+        wall_time_s=earlier_s + time.perf_counter() - start,
+        earlier_wall_s=earlier_s,
     )
     if per_user:
         row["per_user"] = per_user_scores(evaluation.get("struct"), config, dataset, test_data)
+    if state_dir:
+        run_state.finished(state_dir)
     return row
 
 
-def run_subprocess(run, log_path, timeout=None, per_user=False):
-    """One run in a fresh interpreter (memory freed after it); its console log goes to ``log_path``."""
+def run_subprocess(run, log_path, timeout=None, per_user=False, state_dir=None):
+    """One run in a fresh interpreter (memory freed after it); its console log goes to ``log_path``
+    (appended to: a resumed run's log keeps the killed attempt's)."""
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="recbole_mml_run_") as tmp:
         request = os.path.join(tmp, "run.json")
         answer = os.path.join(tmp, "result.json")
         with open(request, "w", encoding="utf-8") as f:
-            json.dump({"model": run["model"], "dataset": run["dataset"], "config": run["config"], "per_user": per_user}, f)
+            json.dump({"model": run["model"], "dataset": run["dataset"], "config": run["config"], "per_user": per_user,
+                       "state_dir": state_dir}, f)
         start = time.perf_counter()
-        with open(log_path, "w", encoding="utf-8") as log:
+        from recbole_mml.run_state import has_state
+
+        with open(log_path, "a" if state_dir and has_state(state_dir) else "w", encoding="utf-8") as log:
             try:
                 proc = subprocess.run(
                     [sys.executable, "-m", "recbole_mml.benchmark", "--worker", request, answer],
@@ -116,7 +137,7 @@ def run_subprocess(run, log_path, timeout=None, per_user=False):
             return None, f"exit code {proc.returncode}, see {log_path}"
         with open(answer, encoding="utf-8") as f:
             row = json.load(f)
-        row["wall_time_s"] = time.perf_counter() - start
+        row["wall_time_s"] = row.pop("earlier_wall_s", 0.0) + time.perf_counter() - start
         return row, None
 
 
@@ -127,7 +148,8 @@ def worker_main(request, answer):
     quiet_recbole_warnings()  # as the command line that started this process does
     with open(request, encoding="utf-8") as f:
         job = json.load(f)
-    row = execute(job["model"], job["dataset"], job["config"], per_user=job.get("per_user", False))
+    row = execute(job["model"], job["dataset"], job["config"], per_user=job.get("per_user", False),
+                  state_dir=job.get("state_dir"))
     with open(answer, "w", encoding="utf-8") as f:
         json.dump(row, f)
     return 0

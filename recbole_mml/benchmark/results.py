@@ -36,6 +36,12 @@ def run_file(run_id):
     return run_id.replace("|", "__").replace("=", "-")
 
 
+def state_dir(out_dir, run_id):
+    """The folder of a run while it trains: its resumable state and best checkpoint, removed once it
+    is tested (see :mod:`recbole_mml.run_state`)."""
+    return os.path.join(out_dir, "checkpoints", run_file(run_id))
+
+
 def per_user_path(out_dir, run_id):
     return os.path.join(out_dir, "per_user", run_file(run_id) + ".csv.gz")
 

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from recbole_mml.benchmark.execute import execute, run_subprocess
 from recbole_mml.benchmark.report import write_report
 from recbole_mml.benchmark.results import (
-    KEY_COLUMNS, append_row, pending_runs, per_user_path, read_results, run_file, write_per_user,
+    KEY_COLUMNS, append_row, pending_runs, per_user_path, read_results, run_file, state_dir, write_per_user,
 )
 from recbole_mml.benchmark.spec import load_spec, plan_runs
 from recbole_mml.errors import ConfigError
@@ -60,14 +60,15 @@ def _executions(spec, pending, out_dir, ray_options):
     if ray_options:
         from recbole_mml.benchmark.distributed import run_on_ray
 
-        yield from run_on_ray(pending, per_user=True, **ray_options)
+        yield from run_on_ray(pending, per_user=True, out_dir=out_dir, **ray_options)
         return
     for run in pending:
         log_path = os.path.join(out_dir, "logs", run_file(run["run_id"]) + ".log")
+        folder = state_dir(out_dir, run["run_id"])
         if spec["isolation"] == "subprocess":
-            yield (run, *run_subprocess(run, log_path, spec.get("timeout"), per_user=True))
+            yield (run, *run_subprocess(run, log_path, spec.get("timeout"), per_user=True, state_dir=folder))
         else:
-            yield run, execute(run["model"], run["dataset"], run["config"], per_user=True), None
+            yield run, execute(run["model"], run["dataset"], run["config"], per_user=True, state_dir=folder), None
 
 
 def _selected(runs, spec, labels, seeds):
@@ -109,6 +110,10 @@ def _not_reproduced(row, recorded):
 def run_benchmark(spec, out_dir=None, dry_run=False, report_only=False, labels=None, ray_options=None, seeds=None,
                   fill_per_user=False):
     """Run every planned run not yet in results.csv; returns (ran, skipped, failed) run ids.
+
+    A run killed before its row was written (the machine stopped, the process killed) goes on from
+    its last saved epoch the next time it runs (its folder under ``checkpoints/``, see
+    :mod:`recbole_mml.run_state`), with the result the uninterrupted run would have given.
 
     Each run's per-user test scores are written beside results.csv before its row is appended.
     ``ray_options`` (``address``, ``jobs``, ``cpus_per_run``, ``gpus_per_run``) runs them as Ray tasks,
@@ -157,6 +162,7 @@ def run_benchmark(spec, out_dir=None, dry_run=False, report_only=False, labels=N
             tqdm.write(f"failed: {run['run_id']}: {error}")
             continue
         scores = row.pop("per_user", None)
+        row.pop("earlier_wall_s", None)  # already in wall_time_s
         if fill_per_user:
             error = _not_reproduced(row, recorded.loc[run["run_id"]]) or ("" if scores else "no per-user scores")
             if error:
