@@ -228,6 +228,22 @@ def claim_table(runs):
     return "\n".join(lines)
 
 
+def standings_table(runs):
+    """The claim at a glance: each loss against each way of drawing negatives, one column per form,
+    test Recall@20 / NDCG@20 as the mean over seeds, the number of seeds in brackets."""
+    runs = runs.assign(source=runs.apply(negatives, axis=1))
+    forms = runs.drop_duplicates("source").sort_values("num_negatives").source.tolist()
+    lines = ["| dataset | loss | " + " | ".join(forms) + " |", "|---|---|" + "---:|" * len(forms)]
+    for (dataset, _, loss), group in runs.groupby(["dataset", runs.loss_type.map(LOSS_ORDER), "loss_type"]):
+        cells = []
+        for form in forms:
+            cell = group[group.source == form]
+            cells.append(f"{cell['test_recall@20'].mean():.4f} / {cell['test_ndcg@20'].mean():.4f} ({len(cell)})"
+                         if len(cell) else "")
+        lines.append(f"| {dataset} | {loss} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot_claim(runs, out_pattern):
     """Test Recall@20 and NDCG@20 against N, one line per loss, error bars over seeds; one figure per dataset."""
     plt = pyplot()
@@ -299,8 +315,12 @@ def claim_section(results):
     stopped = runs.stopped.astype(str) if len(runs) else pd.Series(dtype=str)
     interrupted, runs = runs[stopped.str.startswith("interrupted")], runs[~stopped.str.startswith("interrupted")]
     if len(runs):
-        parts.append(claim_table(runs))
         selected_on_valid = runs[runs.protocol == PROTOCOL_VALID]
+        published = ", ".join(f"{d} {r:.4f} / {n:.4f}" for d, (r, n) in TARGETS.items())
+        parts += ["**At a glance** (`[train, valid, test]`): test Recall@20 / NDCG@20, mean over the seeds in "
+                  f"brackets (the best published MF numbers, chosen on the test set: {published}). The table after "
+                  "it has each row's spread, epochs and minutes; the paired tests follow.",
+                  standings_table(selected_on_valid), claim_table(runs)]
         for figure in plot_claim(selected_on_valid, os.path.join(ROOT, "docs", "negatives_{dataset}.png")):
             parts.append(f"![quality against negatives]({os.path.relpath(figure, ROOT)})")
         timed = on_cpu(selected_on_valid)

@@ -234,6 +234,11 @@ def test_claim_section_averages_seeds_tests_users_and_lists_what_is_pending(tmp_
     timed = []
     monkeypatch.setattr(report, "plot", lambda runs, folder, out, series: timed.extend(runs.label))
     text = "\n\n".join(report.claim_section(str(tmp_path / "results")))
+    glance = text.split("**At a glance**")[1].split("| dataset | negatives |")[0]  # loss x negatives, seed means
+    assert "| dataset | loss | 1 per row | 10 per row | 100 per row from a pool of 2000 | 800 shared |" in glance
+    assert "| gowalla | MML |  | 0.1700 / 0.0850 (2) | 0.1800 / 0.0900 (1) |  |" in glance
+    assert "| gowalla | CCL |  | 0.1500 / 0.0750 (2) | 0.1700 / 0.0850 (1) | 0.1800 / 0.0900 (1) |" in glance
+    assert "| gowalla | BPR | 0.1400 / 0.0700 (1) |  |  |  |" in glance and "yelp2018 |" not in glance
     assert "| gowalla | 10 per row | [train, valid, test] | MML | 2 | 30 (20), 30 (20) | 0.1700 ± 0.0141 |" in text
     assert "| 2 (cpu), 1 (H200) |" in text  # each seed's minutes with the device they were measured on
     assert "gowalla-mml-row10-s2021" not in timed and "gowalla-mml-row10-s2020" in timed  # CPU minutes only
