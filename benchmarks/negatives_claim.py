@@ -10,7 +10,7 @@ Every run is ``benchmarks/time_to_quality.py`` on ``properties/fast/<dataset>.ya
 Adam lr 5e-3, batch 1024, ``[train, valid, test]``, early stopping after 5 evaluations without a better
 valid NDCG@20) with the loss and negatives of its plan entry; rows and per-user test scores go to
 ``benchmarks/results/negatives/``. Runs whose row is there already are skipped, so the plan resumes
-from the committed rows. The claim's rows come first (MML and CCL at N = 10 and 100, both datasets,
+from the committed rows; a run killed midway goes on from its last saved epoch. The claim's rows come first (MML and CCL at N = 10 and 100, both datasets,
 seed by seed), then N = 800, then the first seed's MML and CCL runs retrained
 on the whole published training set for the epochs early stopping chose (``[fulltrain, test, test]``,
 test scored once: the published protocol without selecting on test), then MF-BPR, then SSM and BSL.

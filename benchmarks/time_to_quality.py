@@ -8,7 +8,9 @@ Protocol: model selection and early stopping on the validation part only (``[tra
 For the curve, the test part is also scored at every validation, with that time excluded from the
 wall clock; the reported test numbers are those of the best validation epoch, which is what
 evaluating the best checkpoint once at the end gives. Training stops at early stopping, at
-``epochs``, or when the wall clock (training + validation) passes ``--minutes``.
+``epochs``, or when the wall clock (training + validation) passes ``--minutes``. A run killed before
+its row was written goes on, when started again with the same label and settings, from its last
+saved epoch (``<label>/run_state/``, :mod:`recbole_mml.run_state`), with the same curve and row.
 
 Results go to ``benchmarks/results/time_to_quality/``: ``<label>/curve.csv`` (one row per
 evaluation), ``<label>/per_user_test.csv.gz`` (per-user test metrics of the best epoch, for paired
@@ -29,7 +31,7 @@ import pandas as pd
 import recbole_mml.quick_start  # noqa: F401  (applies the compatibility fixes)
 from recbole.utils import init_logger, init_seed
 
-from recbole_mml import compat
+from recbole_mml import compat, run_state
 from recbole_mml.collector import eval_user_tokens, per_user_topk
 from recbole_mml.quick_start import build_config, build_trainer, prepare_data
 
@@ -53,6 +55,19 @@ class CurveMixin:
         self.best_valid, self.best_per_user = None, None
         self.paused, self.paused_cpu, self.epoch_done = 0.0, 0.0, -1
         self.started, self.started_cpu = time.perf_counter(), time.process_time()
+
+    def curve_state(self):
+        """The curve so far, saved with a resumable run's state (:mod:`recbole_mml.run_state`)."""
+        return {"curve": list(self.curve), "valid_seconds": list(self.valid_seconds), "best_valid": self.best_valid,
+                "best_per_user": self.best_per_user, "epoch_done": self.epoch_done, "wall": self.wall(),
+                "cpu": self.cpu()}
+
+    def restore_curve(self, saved):
+        """Go on with a killed attempt's curve; its clocks go on from where they stood."""
+        self.curve, self.valid_seconds = saved["curve"], saved["valid_seconds"]
+        self.best_valid, self.best_per_user, self.epoch_done = saved["best_valid"], saved["best_per_user"], saved["epoch_done"]
+        self.started, self.paused = time.perf_counter() - saved["wall"], 0.0
+        self.started_cpu, self.paused_cpu = time.process_time() - saved["cpu"], 0.0
 
     def wall(self):
         return time.perf_counter() - self.started - self.paused
@@ -156,6 +171,13 @@ def run(config_file, overrides, minutes, label, results=RESULTS):
     trainer = build_trainer(config, dataset, train_data)
     trainer.__class__ = type(f"Curve{type(trainer).__name__}", (CurveMixin, type(trainer)), {})
     trainer.start_curve(test_data, minutes * 60, os.path.join(out_dir, "curve.csv"))
+    # a killed attempt of this run (same yaml, overrides and budget) goes on from its last saved epoch
+    state_folder = os.path.join(out_dir, "run_state")
+    with open(config_file, encoding="utf-8") as f:
+        setup = {"config": f.read(), "overrides": [o for o in overrides if not o.startswith("--data_path=")],
+                 "minutes": minutes}
+    run_state.resumable(trainer, train_data, state_folder, setup, trainer.train_seconds,
+                        (trainer.curve_state, trainer.restore_curve))
     stopped = "early stopping or epochs"
     try:
         trainer.fit(train_data, valid_data, verbose=False, saved=False, show_progress=False)
@@ -182,6 +204,7 @@ def run(config_file, overrides, minutes, label, results=RESULTS):
         "overrides": " ".join(o for o in overrides if not o.startswith("--data_path=")),
     }
     record_row(os.path.join(results, "results.csv"), row)
+    run_state.finished(state_folder)
     print(pd.DataFrame([row]).T.to_string(header=False))
     return row
 

@@ -63,15 +63,18 @@ def _load(path, setup):
     return state
 
 
-def resumable(trainer, train_data, folder, setup, durations, every_s=None):
+def resumable(trainer, train_data, folder, setup, durations=None, extra=None, every_s=None):
     """Make ``trainer``'s fit resumable through ``folder`` (also its ``checkpoint_dir``); returns the
     wall seconds of the earlier attempts (0.0 for a fresh run).
 
     ``setup`` is a picklable description of the run (its model, dataset and config): a state saved
     under other settings is not resumed. ``durations`` is the list that receives the epoch times
     (:func:`recbole_mml.benchmark.execute.time_epochs`, installed before this): the earlier attempts'
-    times are put in front, so the run's epoch count and train time are whole.
+    times are put in front, so the run's epoch count and train time are whole. ``extra`` is a pair
+    ``(get, put)`` for what else the caller's run keeps (a learning curve): ``get()`` is saved with
+    the state, ``put(saved)`` receives it back on a resume.
     """
+    durations = [] if durations is None else durations
     every_s = SAVE_EVERY_S if every_s is None else every_s
     path = os.path.join(folder, STATE_FILE)
     state = _load(path, setup)
@@ -88,6 +91,8 @@ def resumable(trainer, train_data, folder, setup, durations, every_s=None):
             trainer.saved_model_file, trainer.checkpoint_claimed = state["best_model_file"], True
         durations[:0] = state["durations"]
         earlier_s = state["wall_s"]
+        if extra is not None:
+            extra[1](state["extra"])
         _restore_streams(train_data, state["streams"])
         getLogger().info(f"run state '{path}' loaded: training on from epoch {state['epoch']}")
     start, last_save = time.perf_counter(), time.perf_counter()
@@ -110,6 +115,7 @@ def resumable(trainer, train_data, folder, setup, durations, every_s=None):
                 "durations": list(durations),
                 "wall_s": earlier_s + time.perf_counter() - start,
                 "streams": _streams(data),
+                "extra": extra[0]() if extra is not None else None,
             }, path)
             last_save = time.perf_counter()
         return train_epoch(data, epoch_idx, *args, **kwargs)

@@ -81,3 +81,50 @@ def test_an_interrupted_run_gets_its_row_from_its_curve(tmp_path):
     assert (row["best_epoch"], row["epochs_run"], row["test_recall@20"], row["epoch_s"]) == (4, 6, 0.4, 4.0)
     assert row["stopped"] == "interrupted after epoch 6; row from its curve"
     assert pd.read_csv(results / "results.csv").label.tolist() == ["k"]
+
+
+def test_a_killed_run_goes_on_to_the_curve_and_row_of_the_run_never_killed(tmp_path, monkeypatch):
+    from recbole.trainer import Trainer
+
+    from recbole_mml import run_state
+
+    data = tmp_path / "data" / "tiny"
+    data.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    lines = ["user_id:token\titem_id:token"] + [f"u{u}\ti{i}" for u in range(60) for i in rng.choice(80, 15, replace=False)]
+    (data / "tiny.inter").write_text("\n".join(lines) + "\n")
+    config = tmp_path / "run.yaml"
+    config.write_text(RUN_YAML + "epochs: 6\ntrain_batch_size: 128\nstopping_step: 10\n")
+    monkeypatch.setattr(run_state, "SAVE_EVERY_S", 0.0)
+    monkeypatch.setattr(time_to_quality, "floor_epoch", lambda *args: 1.0)  # the floor is timed, not compared
+
+    def main(results):
+        return time_to_quality.main(["--config", str(config), "--results", str(results), "--label", "t",
+                                     f"--data_path={tmp_path / 'data'}"])
+
+    whole = main(tmp_path / "whole")
+    train_epoch = Trainer._train_epoch
+
+    def killed_at_4(self, train_data, epoch_idx, *args, **kwargs):
+        if epoch_idx == 4:
+            raise KeyboardInterrupt
+        return train_epoch(self, train_data, epoch_idx, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "_train_epoch", killed_at_4)
+        with pytest.raises(KeyboardInterrupt):
+            main(tmp_path / "killed")
+    assert (tmp_path / "killed" / "t" / "run_state").is_dir() and not (tmp_path / "killed" / "results.csv").exists()
+    resumed = main(tmp_path / "killed")
+
+    columns = ["epoch", "valid_recall@20", "valid_ndcg@20", "test_recall@20", "test_ndcg@20"]
+    curves = [pd.read_csv(tmp_path / run / "t" / "curve.csv")[columns] for run in ("whole", "killed")]
+    pd.testing.assert_frame_equal(*curves)
+    assert list(curves[1].epoch) == [1, 2, 3, 4, 5, 6]
+    for key in ("epochs_run", "best_epoch", "test_recall@20", "test_ndcg@20"):
+        assert resumed[key] == whole[key], key
+    per_user = [pd.read_csv(tmp_path / run / "t" / "per_user_test.csv.gz") for run in ("whole", "killed")]
+    pd.testing.assert_frame_equal(*per_user)
+    assert not (tmp_path / "killed" / "t" / "run_state").exists()
+    clock = pd.read_csv(tmp_path / "killed" / "t" / "curve.csv").wall_s
+    assert clock.is_monotonic_increasing and resumed["wall_s"] >= clock.iloc[-1]  # the clock went on
