@@ -19,12 +19,17 @@ RUN_YAML = ("model: MMLMF\ndataset: tiny\nlearner: sparse_adam\nlearning_rate: 0
             "valid_metric: NDCG@20\nstate: ERROR\nshow_progress: False\n")
 
 
-def test_curve_summary_and_per_user_scores_agree(tmp_path):
-    data = tmp_path / "data" / "tiny"
+def write_tiny_data(folder):
+    """60 users with 15 of 80 items each, at random (seeded)."""
+    data = folder / "tiny"
     data.mkdir(parents=True)
     rng = np.random.default_rng(0)
     lines = ["user_id:token\titem_id:token"] + [f"u{u}\ti{i}" for u in range(60) for i in rng.choice(80, 15, replace=False)]
     (data / "tiny.inter").write_text("\n".join(lines) + "\n")
+
+
+def test_curve_summary_and_per_user_scores_agree(tmp_path):
+    write_tiny_data(tmp_path / "data")
     config = tmp_path / "run.yaml"
     config.write_text(RUN_YAML + "epochs: 3\ntrain_batch_size: 128\nstopping_step: 10\n")
     results = tmp_path / "results"
@@ -88,11 +93,7 @@ def test_a_killed_run_goes_on_to_the_curve_and_row_of_the_run_never_killed(tmp_p
 
     from recbole_mml import run_state
 
-    data = tmp_path / "data" / "tiny"
-    data.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    lines = ["user_id:token\titem_id:token"] + [f"u{u}\ti{i}" for u in range(60) for i in rng.choice(80, 15, replace=False)]
-    (data / "tiny.inter").write_text("\n".join(lines) + "\n")
+    write_tiny_data(tmp_path / "data")
     config = tmp_path / "run.yaml"
     config.write_text(RUN_YAML + "epochs: 6\ntrain_batch_size: 128\nstopping_step: 10\n")
     monkeypatch.setattr(run_state, "SAVE_EVERY_S", 0.0)
