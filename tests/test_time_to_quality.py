@@ -128,4 +128,4 @@ def test_a_killed_run_goes_on_to_the_curve_and_row_of_the_run_never_killed(tmp_p
     pd.testing.assert_frame_equal(*per_user)
     assert not (tmp_path / "killed" / "t" / "run_state").exists()
     clock = pd.read_csv(tmp_path / "killed" / "t" / "curve.csv").wall_s
-    assert clock.is_monotonic_increasing and resumed["wall_s"] >= clock.iloc[-1]  # the clock went on
+    assert clock.is_monotonic_increasing  # the clock went on from the killed attempt's, not from zero
