@@ -224,6 +224,9 @@ def test_bad_benchmark_config_is_one_line_and_exit_2(workdir, capsys):
     err = capsys.readouterr().err
     assert not os.path.exists(workdir / "benchmarks")  # nothing written for a refused invocation
     assert "missing.yaml' does not exist" in err and "--labels: ['BPR']" in err and err.count("\n") == 2
+    bad.write_text("models: [MMLMF]\ndatasets: [ml-100k]\nresume_every_s: -1\n")
+    assert cli_main(["benchmark", "--config", str(bad)]) == 2
+    assert "resume_every_s must be a number of seconds >= 0, got -1" in capsys.readouterr().err
 
 
 def test_labels_and_seeds_select_the_runs_of_this_invocation(workdir, capsys):

@@ -94,6 +94,46 @@ def test_killed_training_resumes_to_the_same_final_metrics(tmp_path):
     assert _test_result(resumed.stdout + resumed.stderr) == _test_result(full.stdout + full.stderr)
 
 
+@pytest.mark.slow
+def test_a_killed_benchmark_goes_on_from_its_run_state_to_the_uninterrupted_row(tmp_path):
+    """The benchmark command and its run's subprocess killed mid-training; the same command again
+    goes on from the saved epoch and appends the row an uninterrupted benchmark appends."""
+    import pandas as pd
+    import yaml
+
+    spec = {"datasets": ["ml-100k"], "seeds": [3], "models": ["ENMF"], "resume_every_s": 0,
+            "common": {"epochs": 8, "stopping_step": 100, "show_progress": False, "torch_num_threads": 1,
+                       "train_batch_size": 64, "metrics": ["Recall", "NDCG"], "topk": [20], "valid_metric": "NDCG@20"}}
+    rows = {}
+    for name in ("whole", "killed"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "bench.yaml").write_text(yaml.safe_dump(dict(spec, output_dir="out")))
+    command, kwargs = _cli(["benchmark", "--config", "bench.yaml"], tmp_path / "whole")
+    assert subprocess.run(command, capture_output=True, text=True, timeout=600, **kwargs).returncode == 0
+    rows["whole"] = pd.read_csv(tmp_path / "whole" / "out" / "results.csv").iloc[0]
+
+    command, kwargs = _cli(["benchmark", "--config", "bench.yaml"], tmp_path / "killed")
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                               **kwargs)
+    state = tmp_path / "killed" / "out" / "checkpoints" / "ENMF__ml-100k__seed-3" / "run_state.pth"
+    deadline = time.time() + 300
+    while not (state.exists() and load_checkpoint(state)["epoch"] >= 3) and time.time() < deadline:
+        assert process.poll() is None, "the benchmark ended before it could be killed"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)  # the driver and its run's subprocess
+    process.wait()
+    assert not (tmp_path / "killed" / "out" / "results.csv").exists()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600, **kwargs)
+    assert again.returncode == 0, again.stderr[-2000:]
+    rows["killed"] = pd.read_csv(tmp_path / "killed" / "out" / "results.csv").iloc[0]
+
+    for column in ("test_recall@20", "test_ndcg@20", "best_valid_score", "epochs_run"):
+        assert rows["killed"][column] == rows["whole"][column], column
+    log = (tmp_path / "killed" / "out" / "logs" / "ENMF__ml-100k__seed-3.log").read_text()
+    assert "training on from epoch" in log and log.count("epoch 0 training") == 1  # the killed attempt's log kept
+    assert not (tmp_path / "killed" / "out" / "checkpoints").exists()
+
+
 @pytest.mark.parametrize("args,message", [
     (["--model=NoSuchModel"], "model: unknown model 'NoSuchModel'"),
     (["--dataset=no-such-data"], "dataset 'no-such-data': no atomic file at"),

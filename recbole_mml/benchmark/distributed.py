@@ -12,7 +12,7 @@ from recbole_mml.benchmark.execute import execute
 from recbole_mml.benchmark.results import state_dir
 
 
-def run_task(run, cpus, workdir, per_user=False, out_dir=None):
+def run_task(run, cpus, workdir, per_user=False, out_dir=None, every_s=None):
     """One run inside a Ray worker, in the driver's working folder where this node has it (relative
     ``data_path`` values then mean what they mean to the driver), resumable through its folder under
     ``out_dir`` on this node."""
@@ -21,10 +21,11 @@ def run_task(run, cpus, workdir, per_user=False, out_dir=None):
     config = dict(run["config"])
     config.setdefault("torch_num_threads", max(1, int(cpus)))
     folder = state_dir(out_dir, run["run_id"]) if out_dir else None
-    return execute(run["model"], run["dataset"], config, per_user=per_user, state_dir=folder)
+    return execute(run["model"], run["dataset"], config, per_user=per_user, state_dir=folder, every_s=every_s)
 
 
-def run_on_ray(runs, address=None, jobs=None, cpus_per_run=1, gpus_per_run=0, per_user=False, out_dir=None):
+def run_on_ray(runs, address=None, jobs=None, cpus_per_run=1, gpus_per_run=0, per_user=False, out_dir=None,
+               every_s=None):
     """Yield ``(run, row, error)`` for every run, in the order they finish; each row carries its
     per-user test scores when ``per_user`` (they come back to the driver, which writes them).
 
@@ -41,7 +42,7 @@ def run_on_ray(runs, address=None, jobs=None, cpus_per_run=1, gpus_per_run=0, pe
         attach_ray(address) if address else init_local_ray(num_cpus=jobs)
     try:
         task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(run_task)
-        pending = {task.remote(run, cpus_per_run, os.getcwd(), per_user, out_dir): run for run in runs}
+        pending = {task.remote(run, cpus_per_run, os.getcwd(), per_user, out_dir, every_s): run for run in runs}
         while pending:
             (done,), _ = ray.wait(list(pending), num_returns=1)
             run = pending.pop(done)

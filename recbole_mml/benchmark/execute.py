@@ -66,14 +66,15 @@ def per_user_scores(struct, config, dataset, test_data):
             **{name: np.asarray(v, dtype=float).tolist() for name, v in values.items()}}
 
 
-def execute(model, dataset, config_dict, per_user=False, state_dir=None):
+def execute(model, dataset, config_dict, per_user=False, state_dir=None, every_s=None):
     """Train and test one model in this process through recbole_mml.quick_start; a flat result dict,
     with the per-user test scores under ``per_user`` when asked (see :func:`per_user_scores`).
 
     With ``state_dir`` the run is resumable (:mod:`recbole_mml.run_state`): a run killed before its
     row came back goes on from its last saved epoch when executed again with the same folder, which
-    is removed once the run is tested. ``earlier_wall_s`` in the row is the wall time of the killed
-    attempts, included in ``wall_time_s``.
+    is removed once the run is tested; ``every_s`` is how often it saves (default
+    :data:`recbole_mml.run_state.SAVE_EVERY_S`). ``earlier_wall_s`` in the row is the wall time of
+    the killed attempts, included in ``wall_time_s``.
     """
     from recbole.utils import init_logger, init_seed
 
@@ -94,7 +95,7 @@ def execute(model, dataset, config_dict, per_user=False, state_dir=None):
         earlier_s = 0.0
         if state_dir:
             setup = {"model": model, "dataset": dataset_name, "config": json.dumps(config_dict, sort_keys=True)}
-            earlier_s = run_state.resumable(trainer, train_data, state_dir, setup, durations)
+            earlier_s = run_state.resumable(trainer, train_data, state_dir, setup, durations, every_s=every_s)
         result = fit_and_test(config, trainer, train_data, valid_data, test_data, saved=True, verbose=True)
     row = {f"test_{k}": v for k, v in result["test_result"].items()}
     row.update(
@@ -112,7 +113,7 @@ def execute(model, dataset, config_dict, per_user=False, state_dir=None):
     return row
 
 
-def run_subprocess(run, log_path, timeout=None, per_user=False, state_dir=None):
+def run_subprocess(run, log_path, timeout=None, per_user=False, state_dir=None, every_s=None):
     """One run in a fresh interpreter (memory freed after it); its console log goes to ``log_path``
     (appended to: a resumed run's log keeps the killed attempt's)."""
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
@@ -121,7 +122,7 @@ def run_subprocess(run, log_path, timeout=None, per_user=False, state_dir=None):
         answer = os.path.join(tmp, "result.json")
         with open(request, "w", encoding="utf-8") as f:
             json.dump({"model": run["model"], "dataset": run["dataset"], "config": run["config"], "per_user": per_user,
-                       "state_dir": state_dir}, f)
+                       "state_dir": state_dir, "every_s": every_s}, f)
         start = time.perf_counter()
         from recbole_mml.run_state import has_state
 
@@ -149,7 +150,7 @@ def worker_main(request, answer):
     with open(request, encoding="utf-8") as f:
         job = json.load(f)
     row = execute(job["model"], job["dataset"], job["config"], per_user=job.get("per_user", False),
-                  state_dir=job.get("state_dir"))
+                  state_dir=job.get("state_dir"), every_s=job.get("every_s"))
     with open(answer, "w", encoding="utf-8") as f:
         json.dump(row, f)
     return 0

@@ -60,15 +60,15 @@ def _executions(spec, pending, out_dir, ray_options):
     if ray_options:
         from recbole_mml.benchmark.distributed import run_on_ray
 
-        yield from run_on_ray(pending, per_user=True, out_dir=out_dir, **ray_options)
+        yield from run_on_ray(pending, per_user=True, out_dir=out_dir, every_s=spec["resume_every_s"], **ray_options)
         return
     for run in pending:
         log_path = os.path.join(out_dir, "logs", run_file(run["run_id"]) + ".log")
-        folder = state_dir(out_dir, run["run_id"])
+        resume = {"state_dir": state_dir(out_dir, run["run_id"]), "every_s": spec["resume_every_s"]}
         if spec["isolation"] == "subprocess":
-            yield (run, *run_subprocess(run, log_path, spec.get("timeout"), per_user=True, state_dir=folder))
+            yield (run, *run_subprocess(run, log_path, spec.get("timeout"), per_user=True, **resume))
         else:
-            yield run, execute(run["model"], run["dataset"], run["config"], per_user=True, state_dir=folder), None
+            yield run, execute(run["model"], run["dataset"], run["config"], per_user=True, **resume), None
 
 
 def _selected(runs, spec, labels, seeds):

@@ -9,7 +9,7 @@ from recbole_mml.errors import ConfigError
 
 BENCHMARK_KEYS = {
     "output_dir", "datasets", "seeds", "baseline", "common", "dataset_overrides", "models",
-    "model_overrides", "sweep", "isolation", "timeout", "metrics", "plot",
+    "model_overrides", "sweep", "isolation", "timeout", "metrics", "plot", "resume_every_s",
 }
 MODEL_KEYS = {"label", "model", "overrides"}
 
@@ -39,6 +39,11 @@ def check_spec(spec, where="benchmark config"):
     spec.setdefault("seeds", [2020])
     spec.setdefault("output_dir", os.path.join("saved", "benchmarks"))  # beside RecBole's saved/ checkpoints
     spec.setdefault("isolation", "subprocess")
+    # how often a run saves what it needs to go on after a kill (recbole_mml.run_state); 0: every epoch
+    spec.setdefault("resume_every_s", 60.0)
+    every = spec["resume_every_s"]
+    if isinstance(every, bool) or not isinstance(every, (int, float)) or not every >= 0:
+        raise ConfigError(f"{where}: resume_every_s must be a number of seconds >= 0, got {every!r}")
     if spec["isolation"] not in ("subprocess", "inprocess"):
         raise ConfigError(f"{where}: isolation must be subprocess or inprocess, got {spec['isolation']!r}")
     models = []
