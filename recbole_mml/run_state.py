@@ -7,8 +7,8 @@ every ``every_s`` seconds): model, optimizer, early-stopping counters, best vali
 its checkpoint's name, the random streams (python, NumPy, torch and the train loader's generator),
 and the epoch times and wall seconds so far. A run started again on the same folder with the same
 settings loads it and trains on from that epoch. The benchmark keeps one folder per run, so a run
-longer than the machine's session, or one killed by anything, loses at most ``every_s`` seconds
-and an epoch.
+stopped by anything (a job's time limit, a preempted machine, a kill) loses at most ``every_s``
+seconds and an epoch.
 """
 
 import contextlib
