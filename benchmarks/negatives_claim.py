@@ -2,7 +2,7 @@
 stopping on valid, several seeds: the paper's claim, converged, with per-user scores for paired tests;
 and MF-BPR (one negative per row) on the same path, the baseline every published table starts from.
 
-    python benchmarks/negatives_claim.py --list                     # the plan: done, pending, estimated cost
+    python benchmarks/negatives_claim.py --list                     # the plan: done, under way, pending, estimated cost
     python benchmarks/negatives_claim.py [--dataset gowalla] [--only MML CCL] [--forms row10] [--labels L ...] [--max_runs K]
     python benchmarks/negatives_claim.py --jobs 2 --hours 2.5          # two at a time, only runs whose estimate fits
 
@@ -30,6 +30,8 @@ import threading
 import time
 
 import pandas as pd
+
+from recbole_mml import run_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "negatives")
@@ -162,8 +164,10 @@ def estimate_minutes(minutes, dataset, form, proxies=None):
 
 
 def status(results=RESULTS):
-    """The plan with each run's state and, for pending runs, its estimated wall minutes and their basis
-    (the fast configs' own runs are read from ``time_to_quality/`` beside ``results``)."""
+    """The plan with each run's state (done, pending, or under way: stopped with a saved state, which
+    it goes on from at ``saved_epoch``) and, for the others, its estimated wall minutes, what is left
+    of them, and their basis (the fast configs' own runs are read from ``time_to_quality/`` beside
+    ``results``)."""
     done = finished(results)
     fast = finished(os.path.join(os.path.dirname(os.path.abspath(results)), "time_to_quality"))
     minutes = form_minutes(done)
@@ -179,10 +183,15 @@ def status(results=RESULTS):
             if name.endswith(FULLTRAIN):
                 basis = "as its valid run (not run yet), an upper bound"
         protocol = PROTOCOL_FULL if name.endswith(FULLTRAIN) else PROTOCOL_VALID
-        pending = state == "pending"
+        saved = run_state.progress(os.path.join(results, name, "run_state")) if state == "pending" else None
+        if saved is not None:  # stopped with a saved state: it goes on from there
+            state = "under way"
+        saved_min = saved["wall_s"] / 60 if saved and saved["wall_s"] is not None else 0.0
+        pending = state != "done"
         rows.append({"label": name, "dataset": dataset, "loss": loss, "negatives": form, "protocol": protocol,
                      "seed": seed, "state": state, "est_min": round(estimate, 1) if pending else None,
-                     "est_basis": basis if pending else None})
+                     "left_min": round(max(estimate - saved_min, 0), 1) if pending else None,
+                     "saved_epoch": saved["epoch"] if saved else None, "est_basis": basis if pending else None})
     return pd.DataFrame(rows)
 
 
@@ -209,7 +218,7 @@ def run_plan(runs, results, jobs=1, max_runs=0, deadline=None):
                     epochs = best_epoch(done, run.label[:-len(FULLTRAIN)])
                     if epochs is None:  # its valid run has no row yet: nothing to retrain
                         continue
-                if deadline and not (pd.notna(run.est_min) and time.time() + run.est_min * 60 < deadline):
+                if deadline and not (pd.notna(run.left_min) and time.time() + run.left_min * 60 < deadline):
                     continue
                 queue.remove(run)
                 started.append(run.label)
@@ -261,7 +270,7 @@ def main(argv=None):
         print(table.to_string(index=False))
         return 0
     runs = [run for run in table.itertuples()
-            if run.state == "pending" and run.dataset in args.dataset and (not args.only or run.loss in args.only)
+            if run.state != "done" and run.dataset in args.dataset and (not args.only or run.loss in args.only)
             and (not args.forms or run.negatives in args.forms) and (not args.labels or run.label in args.labels)]
     deadline = time.time() + args.hours * 3600 if args.hours else None
     failed = run_plan(runs, results, jobs=args.jobs, max_runs=args.max_runs, deadline=deadline)

@@ -280,18 +280,25 @@ def claim_pending_table(results):
     """Runs of the claim's plan that have no row yet, with their estimated wall time, what each
     estimate rests on, and the total."""
     plan = claim.status(os.path.join(results, NEGATIVES))
-    pending = plan[plan.state == "pending"]
+    pending = plan[plan.state != "done"]
     if not len(pending):
         return ""
+
+    def seed(run):
+        if run.state != "under way":
+            return str(run.seed)
+        where = "" if pd.isna(run.saved_epoch) else f": resumes at epoch {run.saved_epoch:.0f}"
+        return f"{run.seed} (under way{where}, about {run.left_min:.0f} min left)"
+
     lines = ["| dataset | negatives | protocol | loss | seeds | est. wall min each (one thread) | estimated from |",
              "|---|---|---|---|---|---:|---|"]
     for (dataset, form, protocol, loss), group in pending.groupby(["dataset", "negatives", "protocol", "loss"], sort=False):
         est = group.est_min.iloc[0]
-        lines.append(f"| {dataset} | {form} | {protocol} | {loss} | {', '.join(map(str, group.seed))} | "
+        lines.append(f"| {dataset} | {form} | {protocol} | {loss} | {', '.join(map(seed, group.itertuples()))} | "
                      f"{'not measured yet' if pd.isna(est) else f'{est:.0f}'} | {group.est_basis.iloc[0]} |")
-    known = pending.est_min.dropna()
-    lines.append(f"\n{len(pending)} runs; those with an estimate ({len(known)}) total about "
-                 f"{known.sum() / 60:.0f} hours of one thread, {known.sum() / 120:.0f} hours on two.")
+    known = pending.left_min.dropna()
+    lines.append(f"\n{len(pending)} runs; those with an estimate ({len(known)}) need about "
+                 f"{known.sum() / 60:.1f} more hours of one thread, {known.sum() / 120:.1f} on two.")
     return "\n".join(lines)
 
 
@@ -420,12 +427,13 @@ def learning_rate_block(results, converged_spec, converged_runs, name=ENMF_LR, m
             f"chosen on them). `epochs`: the epochs run, ten past the best one unless the cap came first "
             f"({spec['common']['epochs']} for the learning-rate runs; the `{model}` rows keep the table above's).",
             "| label | seed | learning rate | epochs | valid NDCG@20 | test Recall@20 | test NDCG@20 | wall min |\n"
-            "|---|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows)] + pending_block(spec, lr_runs)
+            "|---|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows)] + pending_block(spec, lr_runs, os.path.join(results, name))
 
 
-def pending_block(spec, results, heading="**Not run yet:**"):
-    """The yaml's runs not run yet, with each one's estimate, under ``heading``; nothing when all have finished."""
-    pending = pending_table(pending_runs(plan_runs(spec), results))
+def pending_block(spec, results, folder, heading="**Not run yet:**"):
+    """The yaml's runs not run yet, with each one's estimate and where a stopped one stands (its state
+    under ``folder``), under ``heading``; nothing when all have finished."""
+    pending = pending_table(pending_runs(plan_runs(spec), results, folder))
     return [f"{heading}\n\n{pending}"] if pending else []
 
 
@@ -439,7 +447,7 @@ def converged_section(results, config=os.path.join(CONFIGS, f"{CONVERGED}.yaml")
     seeds = ", ".join(map(str, sorted(runs.seed.unique())))
     folder = os.path.join(results, CONVERGED)
     (table, *blocks), _ = summary_parts(spec, runs, lambda run_id: read_per_user(folder, run_id))
-    blocks += pending_block(spec, runs, "**Not run yet** (estimated from the finished seeds of the same model; "
+    blocks += pending_block(spec, runs, folder, "**Not run yet** (estimated from the finished seeds of the same model; "
                                         "\"Not run yet\" at the end has what was measured of the others):")
     return ["## ml-1m trained to early stopping",
             f"`python run_recbole_mml.py benchmark --config {os.path.relpath(config, ROOT)} [--labels ...] [--seeds ...]` "

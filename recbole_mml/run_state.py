@@ -12,6 +12,7 @@ seconds and an epoch.
 """
 
 import contextlib
+import json
 import os
 import random
 import shutil
@@ -24,6 +25,7 @@ import torch
 from recbole_mml.checkpoint import load_checkpoint, save_checkpoint
 
 STATE_FILE = "run_state.pth"
+PROGRESS_FILE = "progress.json"  # the saved epoch and wall seconds, readable without loading the state
 SAVE_EVERY_S = 60.0  # a save costs about the model and optimizer written once: small against a minute
 
 
@@ -117,11 +119,34 @@ def resumable(trainer, train_data, folder, setup, durations=None, extra=None, ev
                 "streams": _streams(data),
                 "extra": extra[0]() if extra is not None else None,
             }, path)
+            _write_progress(folder, epoch_idx, earlier_s + time.perf_counter() - start)
             last_save = time.perf_counter()
         return train_epoch(data, epoch_idx, *args, **kwargs)
 
     trainer._train_epoch = save_then_train
     return earlier_s
+
+
+def _write_progress(folder, epoch, wall_s):
+    tmp = os.path.join(folder, PROGRESS_FILE + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"epoch": epoch, "wall_s": round(wall_s, 1)}, f)
+    os.replace(tmp, os.path.join(folder, PROGRESS_FILE))
+
+
+def progress(folder):
+    """``{"epoch", "wall_s"}`` of the state saved in ``folder`` (the epoch a run started again goes on
+    from, and the wall seconds spent before it; both None for a state saved without them), or None
+    where no state is saved. Plans read it to list a killed run as under way, with what is left of
+    its estimate."""
+    if not has_state(folder):
+        return None
+    try:
+        with open(os.path.join(folder, PROGRESS_FILE), encoding="utf-8") as f:
+            saved = json.load(f)
+        return {"epoch": int(saved["epoch"]), "wall_s": float(saved["wall_s"])}
+    except (OSError, ValueError, KeyError, TypeError):  # a state saved before the progress file existed
+        return {"epoch": None, "wall_s": None}
 
 
 def has_state(folder):

@@ -9,10 +9,11 @@ import pytest
 import yaml
 from scipy import stats
 
+from recbole_mml import run_state
 from recbole_mml.benchmark.execute import run_subprocess
 from recbole_mml.benchmark import report as bench_report
 from recbole_mml.benchmark.report import markdown_table, write_report
-from recbole_mml.benchmark.results import pending_runs, per_user_path, read_per_user
+from recbole_mml.benchmark.results import pending_runs, per_user_path, read_per_user, state_dir
 from recbole_mml.benchmark.runner import run_benchmark
 from recbole_mml.benchmark.spec import check_spec, plan_runs
 from recbole_mml.benchmark.stats import paired_tests, summarize, user_tests
@@ -269,8 +270,31 @@ def test_pending_runs_are_estimated_from_the_finished_seeds_of_their_setting_and
     table = bench_report.pending_table(pending).splitlines()
     assert "| d | A, num_negatives=10 | 3 | 2 | 2 finished seed(s) |" in table
     assert "| d | B, num_negatives=100 | 1, 2, 3 | not measured | no finished seed |" in table
-    assert table[-1] == "9 runs; those with an estimate (3) total about 0.4 hours of one thread."
+    assert table[-1] == "9 runs; those with an estimate (3) need about 0.4 more hours of one thread."
     assert bench_report.pending_table(pending.iloc[:0]) == ""
+
+
+def test_a_stopped_run_with_a_saved_state_is_listed_as_under_way_with_what_is_left(workdir):
+    spec = check_spec({"datasets": ["d"], "seeds": [1, 2, 3], "models": ["A"]})
+    rows = pd.DataFrame([{"run_id": f"A|d|seed={seed}", "label": "A", "model": "A", "dataset": "d", "seed": seed,
+                          "wall_time_s": 600.0} for seed in (1,)])
+    for seed, progress in ((2, '{"epoch": 7, "wall_s": 240.0}'), (3, None)):
+        folder = state_dir(str(workdir), f"A|d|seed={seed}")
+        os.makedirs(folder)
+        open(os.path.join(folder, run_state.STATE_FILE), "wb").close()
+        if progress:
+            with open(os.path.join(folder, run_state.PROGRESS_FILE), "w") as f:
+                f.write(progress)
+    pending = pending_runs(plan_runs(spec), rows, str(workdir)).set_index("run_id")
+    assert pending.loc["A|d|seed=2", "under_way"] and pending.loc["A|d|seed=2", "saved_epoch"] == 7
+    assert pending.loc["A|d|seed=2", "est_min"] == 10.0 and pending.loc["A|d|seed=2", "left_min"] == 6.0
+    # a state saved without its progress file: under way, where unknown, the whole estimate left
+    assert pending.loc["A|d|seed=3", "under_way"] and pd.isna(pending.loc["A|d|seed=3", "saved_epoch"])
+    assert pending.loc["A|d|seed=3", "left_min"] == 10.0
+    assert not pending_runs(plan_runs(spec), rows).under_way.any()  # without the folder, nothing is looked up
+    table = bench_report.pending_table(pending.reset_index()).splitlines()
+    assert "| d | A | 2 (under way: resumes at epoch 7, 4 min spent), 3 (under way) | 10 | 1 finished seed(s) |" in table
+    assert table[-1] == "2 runs; those with an estimate (2) need about 0.3 more hours of one thread."
 
 
 @pytest.mark.slow

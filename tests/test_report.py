@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from recbole_mml import run_state
+
 from conftest import ROOT
 
 spec = importlib.util.spec_from_file_location("report", os.path.join(ROOT, "benchmarks", "report.py"))
@@ -207,6 +209,28 @@ def test_claim_estimates_a_pending_run_from_the_nearest_measured_runs(tmp_path):
     assert status.loc["yelp2018-mml-pool100-s2020-fulltrain", "est_min"] == pytest.approx(30.0)
     assert "upper bound" in status.loc["yelp2018-mml-pool100-s2020-fulltrain", "est_basis"]
     assert "pending" not in set(status.loc[["gowalla-mml-row10-s2020"], "state"])
+
+
+def test_claim_lists_a_stopped_run_with_a_saved_state_as_under_way_and_runs_it_on(tmp_path, monkeypatch):
+    results = tmp_path / "negatives"
+    results.mkdir()
+    pd.DataFrame([{**claim_row("gowalla", "MML", "row10", 2020, 0.15), "wall_s": 600.0}]
+                 ).to_csv(results / "results.csv", index=False)
+    folder = results / "gowalla-mml-row10-s2021" / "run_state"
+    folder.mkdir(parents=True)
+    (folder / run_state.STATE_FILE).write_bytes(b"")
+    (folder / run_state.PROGRESS_FILE).write_text('{"epoch": 12, "wall_s": 150.0}')
+    status = claim.status(str(results)).set_index("label")
+    run = status.loc["gowalla-mml-row10-s2021"]
+    assert run.state == "under way" and run.saved_epoch == 12
+    assert run.est_min == pytest.approx(10.0) and run.left_min == pytest.approx(7.5)
+    assert status.loc["gowalla-mml-row10-s2022", "state"] == "pending"
+    commands = []
+    monkeypatch.setattr(claim.subprocess, "run", lambda args, check: commands.append(args))
+    claim.main(["--results", str(results), "--labels", "gowalla-mml-row10-s2021"])
+    assert [args[args.index("--label") + 1] for args in commands] == ["gowalla-mml-row10-s2021"]
+    table = report.claim_pending_table(str(tmp_path))
+    assert "| gowalla | row10 | [train, valid, test] | MML | 2021 (under way: resumes at epoch 12, about 8 min left), 2022 | 10 |" in table
 
 
 def test_claim_section_averages_seeds_tests_users_and_lists_what_is_pending(tmp_path, monkeypatch):

@@ -64,7 +64,10 @@ def test_a_killed_run_resumes_to_the_row_of_the_run_never_killed(workdir, monkey
         with pytest.raises(Killed):
             execute(model, "tiny", config, per_user=True, state_dir=folder)
     assert run_state.has_state(folder)
+    saved = run_state.progress(folder)  # what a plan lists of the stopped run
+    assert saved["epoch"] == 4 and saved["wall_s"] > 0
     resumed = execute(model, "tiny", config, per_user=True, state_dir=folder)
+    assert resumed["earlier_wall_s"] == pytest.approx(saved["wall_s"], abs=0.06)
 
     for key in ("test_recall@20", "test_ndcg@20", "best_valid_score", "epochs_run"):
         assert resumed[key] == whole[key], key
@@ -75,6 +78,7 @@ def test_a_killed_run_resumes_to_the_row_of_the_run_never_killed(workdir, monkey
         assert torch.equal(weights, killed["state_dict"][name]), name
     assert resumed["epochs_run"] == 6 and 0 < resumed["earlier_wall_s"] < resumed["wall_time_s"]
     assert not os.path.exists(folder)  # a tested run leaves no state behind
+    assert run_state.progress(folder) is None
 
 
 def test_a_state_of_other_settings_is_not_resumed(workdir, monkeypatch):

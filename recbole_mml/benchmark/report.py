@@ -146,9 +146,20 @@ def summary_parts(spec, results, per_user=None):
     return parts, metrics
 
 
+def seed_text(run):
+    """A pending run's seed, with where it stands if it was stopped with a saved state (see
+    :func:`~recbole_mml.benchmark.results.pending_runs`)."""
+    if not getattr(run, "under_way", False):
+        return str(run.seed)
+    if pd.isna(run.saved_epoch):
+        return f"{run.seed} (under way)"
+    return f"{run.seed} (under way: resumes at epoch {run.saved_epoch:.0f}, {run.saved_min:.0f} min spent)"
+
+
 def pending_table(pending):
     """The runs not run yet, one line per setting: its seeds and the estimated wall minutes of each
-    (from the finished seeds of the same setting); empty when nothing is pending."""
+    (from the finished seeds of the same setting, less what a run under way has spent); empty when
+    nothing is pending."""
     if not len(pending):
         return ""
     lines = ["| dataset | label | seeds | est. wall min each | estimated from |", "|---|---|---|---:|---|"]
@@ -156,12 +167,12 @@ def pending_table(pending):
                                                           sort=False):
         name = f"{label}, {group.sweep_key.iloc[0]}={value}" if value else label
         est, n = group.est_min.iloc[0], group.est_runs.iloc[0]
-        lines.append(f"| {dataset} | {name} | {', '.join(map(str, group.seed))} | "
+        lines.append(f"| {dataset} | {name} | {', '.join(map(seed_text, group.itertuples()))} | "
                      f"{'not measured' if pd.isna(est) else f'{est:.0f}'} | "
                      f"{f'{n} finished seed(s)' if n else 'no finished seed'} |")
-    known = pending.est_min.dropna()
-    lines.append(f"\n{len(pending)} runs; those with an estimate ({len(known)}) total about "
-                 f"{known.sum() / 60:.1f} hours of one thread.")
+    known = pending.left_min.dropna()
+    lines.append(f"\n{len(pending)} runs; those with an estimate ({len(known)}) need about "
+                 f"{known.sum() / 60:.1f} more hours of one thread.")
     return "\n".join(lines)
 
 

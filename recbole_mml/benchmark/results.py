@@ -6,6 +6,8 @@ import os
 
 import pandas as pd
 
+from recbole_mml import run_state
+
 KEY_COLUMNS = ["run_id", "label", "model", "dataset", "seed", "sweep_key", "sweep_value"]
 INFO_COLUMNS = ["best_valid_score", "epochs_run", "train_time_s", "mean_epoch_time_s", "wall_time_s"]
 
@@ -74,15 +76,23 @@ def _setting(frame):
     return frame["label"].astype(str) + "|" + frame["dataset"].astype(str) + "|" + sweep_text(frame["sweep_value"])
 
 
-def pending_runs(runs, results):
+def pending_runs(runs, results, out_dir=None):
     """The planned ``runs`` without a row in ``results``, in plan order, each with an estimate of its
     wall minutes: the mean wall time of the finished runs that differ from it only in the seed
-    (``est_runs`` of them; NaN where none has finished)."""
+    (``est_runs`` of them; NaN where none has finished), and ``left_min``, what is left of it. With
+    ``out_dir``, a run stopped with a saved state (it goes on from there) is ``under_way``, with
+    ``saved_epoch`` and ``saved_min``: the epoch it resumes at and the minutes already spent."""
     results = results.reindex(columns=list(dict.fromkeys([*KEY_COLUMNS, *INFO_COLUMNS, *results.columns])))
     done = set(results["run_id"])
     pending = pd.DataFrame([{k: r[k] for k in KEY_COLUMNS} for r in runs if r["run_id"] not in done],
                            columns=KEY_COLUMNS)
     wall = results.groupby(_setting(results))["wall_time_s"]
     setting = _setting(pending)
-    return pending.assign(est_min=setting.map(wall.mean() / 60).astype(float),
-                          est_runs=setting.map(wall.size()).fillna(0).astype(int))
+    saved = [run_state.progress(state_dir(out_dir, run_id)) if out_dir else None for run_id in pending.run_id]
+    saved_epoch = pd.Series([s["epoch"] if s else None for s in saved], index=pending.index, dtype=float)
+    saved_min = pd.Series([s["wall_s"] / 60 if s and s["wall_s"] is not None else 0.0 for s in saved],
+                          index=pending.index, dtype=float)
+    estimate = setting.map(wall.mean() / 60).astype(float)
+    return pending.assign(est_min=estimate, left_min=(estimate - saved_min).clip(lower=0),
+                          est_runs=setting.map(wall.size()).fillna(0).astype(int),
+                          under_way=[s is not None for s in saved], saved_epoch=saved_epoch, saved_min=saved_min)

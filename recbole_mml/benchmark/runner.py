@@ -87,12 +87,17 @@ def _selected(runs, spec, labels, seeds):
     return runs
 
 
-def _print_pending(pending, results):
-    """One line per run still to do, with its estimated wall minutes where a seed of it has finished."""
-    estimates = pending_runs(pending, results)
-    for run_id, est in zip(estimates.run_id, estimates.est_min):
-        print(run_id if pd.isna(est) else f"{run_id}  ~{est:.0f} min")
-    known = estimates.est_min.dropna()
+def _print_pending(pending, results, out_dir):
+    """One line per run still to do, with its estimated wall minutes where a seed of it has finished
+    and, for a run stopped with a saved state, the epoch it goes on from."""
+    estimates = pending_runs(pending, results, out_dir)
+    for run in estimates.itertuples():
+        line = run.run_id if pd.isna(run.est_min) else f"{run.run_id}  ~{run.left_min:.0f} min"
+        if run.under_way:
+            line += ("  (under way)" if pd.isna(run.saved_epoch) else
+                     f"  (under way: resumes at epoch {run.saved_epoch:.0f}, {run.saved_min:.0f} min spent)")
+        print(line)
+    known = estimates.left_min.dropna()
     print(f"{len(estimates)} run(s) to do; the {len(known)} with an estimate take about "
           f"{known.sum() / 60:.1f} hours of one thread", file=sys.stderr)
 
@@ -142,11 +147,11 @@ def run_benchmark(spec, out_dir=None, dry_run=False, report_only=False, labels=N
 
     def report():
         results = pd.read_csv(csv_path)
-        write_report(spec, results, out_dir, pending_runs(plan, results))
+        write_report(spec, results, out_dir, pending_runs(plan, results, out_dir))
 
     if dry_run or report_only:
         if dry_run:
-            _print_pending(pending, results)
+            _print_pending(pending, results, out_dir)
         if report_only and len(results):
             report()
         return [], skipped, []
