@@ -77,7 +77,7 @@ def plan():
     for seed in SEEDS:
         for dataset in DATASETS:
             runs += [(label(dataset, loss, "shared800", seed), dataset, loss, "shared800", seed) for loss in ("MML", "CCL")]
-    for form in ("row10", "pool100"):  # the published protocol for the main rows: retrain on fulltrain
+    for form in ("row10", "pool100", "shared800"):  # the published protocol for the main rows: retrain on fulltrain
         for dataset in DATASETS:
             runs += [(label(dataset, loss, form, SEEDS[0]) + FULLTRAIN, dataset, loss, form, SEEDS[0])
                      for loss in ("MML", "CCL")]
