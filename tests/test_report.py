@@ -149,7 +149,11 @@ def test_claim_plan_puts_the_claims_rows_first_and_resumes_from_finished_rows(tm
     plan = claim.plan()
     assert [p[0] for p in plan[:4]] == ["gowalla-mml-row10-s2020", "gowalla-ccl-row10-s2020",
                                         "yelp2018-mml-row10-s2020", "yelp2018-ccl-row10-s2020"]
-    assert len(plan) == len({p[0] for p in plan}) == 3 * (2 * 2 * 2 + 2 * 2 + 2 + 2 * 2 * 2) + 2 * 2 * 2
+    # per seed: MML, CCL at 10, 100 and 800; MF-BPR; SSM, BSL at 100 and 800. Then, retrained on
+    # fulltrain: MML and CCL at each N and BSL at 800, the first seed's
+    assert len(plan) == len({p[0] for p in plan}) == 3 * (2 * 2 * 3 + 2 + 2 * 2 * 2) + 2 * (2 * 3 + 1)
+    assert {p[0] for p in plan if p[0].endswith(claim.FULLTRAIN) and p[2] not in ("MML", "CCL")} == {
+        "gowalla-bsl-shared800-s2020-fulltrain", "yelp2018-bsl-shared800-s2020-fulltrain"}
     # MF-BPR: one negative per row, dot product, the published L2 weight; after the claim's MML and CCL runs
     assert claim.command("gowalla", "BPR", "row1", 2020)[-6:] == [
         "--neg_sharing=row", "--num_negatives=1", "--seed=2020", "--loss_type=BPR", "--reg_weight=0.0001",
