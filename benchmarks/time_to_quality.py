@@ -249,9 +249,23 @@ def fulltrain(config_file, overrides, epochs, label, results=RESULTS):
     init_logger(config)
     dataset, train_data, _, test_data = prepare_data(config)
     trainer = build_trainer(config, dataset, train_data)
+    # a killed attempt (same yaml, overrides and epochs) goes on from its last saved epoch; the CPU
+    # seconds of the earlier attempts are saved with the state
+    state_folder, earlier_cpu = os.path.join(out_dir, "run_state"), [0.0]
+    with open(config_file, encoding="utf-8") as f:
+        setup = {"config": f.read(), "overrides": [o for o in overrides if not o.startswith("--data_path=")],
+                 "fulltrain_epochs": epochs}
     wall, cpu = time.perf_counter(), time.process_time()
+
+    def cpu_so_far():
+        return earlier_cpu[0] + time.process_time() - cpu
+
+    def restore_cpu(saved):
+        earlier_cpu[0] = saved
+
+    earlier_s = run_state.resumable(trainer, train_data, state_folder, setup, extra=(cpu_so_far, restore_cpu))
     trainer.fit(train_data, None, verbose=False, saved=False, show_progress=False)  # no evaluation at all
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    wall, cpu = earlier_s + time.perf_counter() - wall, cpu_so_far()
     start = time.perf_counter()
     test = trainer.evaluate(test_data, load_best_model=False)
     eval_s = time.perf_counter() - start
@@ -265,6 +279,7 @@ def fulltrain(config_file, overrides, epochs, label, results=RESULTS):
            "stopped": f"{epochs} epochs, chosen on valid", "config": os.path.relpath(config_file, ROOT),
            "overrides": " ".join(o for o in overrides if not o.startswith("--data_path="))}
     record_row(os.path.join(results, "results.csv"), row)
+    run_state.finished(state_folder)
     print(pd.DataFrame([row]).T.to_string(header=False))
     return row
 

@@ -48,16 +48,24 @@ def test_curve_summary_and_per_user_scores_agree(tmp_path):
     assert per_user["ndcg@20"].mean() == pytest.approx(best["test_ndcg@20"], abs=6e-5)
 
 
-def test_fulltrain_trains_on_the_published_training_set_and_scores_test_once(tmp_path):
-    data = tmp_path / "data" / "tiny"
+def write_fulltrain_data(folder):
+    """The published protocol's two files for 40 users with 12 of 60 items each, half in each."""
+    data = folder / "tiny"
     data.mkdir(parents=True)
     rng = np.random.default_rng(0)
     pairs = [(u, i) for u in range(40) for i in rng.choice(60, 12, replace=False)]
     header = "user_id:token\titem_id:token"
     (data / "tiny.fulltrain.inter").write_text("\n".join([header] + [f"u{u}\ti{i}" for u, i in pairs[::2]]) + "\n")
     (data / "tiny.test.inter").write_text("\n".join([header] + [f"u{u}\ti{i}" for u, i in pairs[1::2]]) + "\n")
+
+
+FULLTRAIN_YAML = RUN_YAML + "epochs: 50\ntrain_batch_size: 64\neval_args: {group_by: user, order: RO, mode: full}\n"
+
+
+def test_fulltrain_trains_on_the_published_training_set_and_scores_test_once(tmp_path):
+    write_fulltrain_data(tmp_path / "data")
     config = tmp_path / "run.yaml"
-    config.write_text(RUN_YAML + "epochs: 50\ntrain_batch_size: 64\neval_args: {group_by: user, order: RO, mode: full}\n")
+    config.write_text(FULLTRAIN_YAML)
     results = tmp_path / "results"
     row = time_to_quality.main(["--config", str(config), "--results", str(results), "--label", "f",
                                 "--fulltrain_epochs", "3", f"--data_path={tmp_path / 'data'}"])
@@ -129,3 +137,48 @@ def test_a_killed_run_goes_on_to_the_curve_and_row_of_the_run_never_killed(tmp_p
     assert not (tmp_path / "killed" / "t" / "run_state").exists()
     clock = pd.read_csv(tmp_path / "killed" / "t" / "curve.csv").wall_s
     assert clock.is_monotonic_increasing  # the clock went on from the killed attempt's, not from zero
+
+
+def test_a_killed_fulltrain_run_goes_on_to_the_row_of_the_run_never_killed(tmp_path, monkeypatch):
+    from recbole.trainer import Trainer
+
+    from recbole_mml import run_state
+
+    write_fulltrain_data(tmp_path / "data")
+    config = tmp_path / "run.yaml"
+    config.write_text(FULLTRAIN_YAML)
+    monkeypatch.setattr(run_state, "SAVE_EVERY_S", 0.0)
+
+    def main(results):
+        return time_to_quality.main(["--config", str(config), "--results", str(results), "--label", "f",
+                                     "--fulltrain_epochs", "5", f"--data_path={tmp_path / 'data'}"])
+
+    whole = main(tmp_path / "whole")
+    train_epoch = Trainer._train_epoch
+
+    def killed_at_3(self, train_data, epoch_idx, *args, **kwargs):
+        if epoch_idx == 3:
+            raise KeyboardInterrupt
+        return train_epoch(self, train_data, epoch_idx, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "_train_epoch", killed_at_3)
+        with pytest.raises(KeyboardInterrupt):
+            main(tmp_path / "killed")
+    assert run_state.progress(str(tmp_path / "killed" / "f" / "run_state"))["epoch"] == 3
+    trained = []
+
+    def recording(self, train_data, epoch_idx, *args, **kwargs):
+        trained.append(epoch_idx)
+        return train_epoch(self, train_data, epoch_idx, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "_train_epoch", recording)
+        resumed = main(tmp_path / "killed")
+    assert trained == [3, 4]  # epochs 0-2 were not trained again
+    for key in ("epochs_run", "test_recall@20", "test_ndcg@20"):
+        assert resumed[key] == whole[key], key
+    per_user = [pd.read_csv(tmp_path / run / "f" / "per_user_test.csv.gz") for run in ("whole", "killed")]
+    pd.testing.assert_frame_equal(*per_user)
+    assert not (tmp_path / "killed" / "f" / "run_state").exists()
+    assert resumed["cpu_s"] > 0 and resumed["wall_s"] > 0
