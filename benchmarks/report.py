@@ -39,8 +39,12 @@ _spec = importlib.util.spec_from_file_location("negatives_claim", os.path.join(H
 claim = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(claim)
 PROTOCOL_VALID, with_protocol = claim.PROTOCOL_VALID, claim.with_protocol
-# the best published MF numbers on the LightGCN splits (selected on the test set), Recall@20 / NDCG@20
-TARGETS = {"gowalla": (0.1882, 0.1584), "yelp2018": (0.0725, 0.0599)}
+# published MF numbers on the LightGCN splits (each selected on the test set), Recall@20 / NDCG@20, by
+# loss: BSL's (the best published MF numbers; BSL paper), MF-CCL's (SimpleX paper), MF-BPR's (LightGCN paper)
+PUBLISHED_MF = {("gowalla", "BSL"): (0.1882, 0.1584), ("yelp2018", "BSL"): (0.0725, 0.0599),
+                ("gowalla", "CCL"): (0.1837, 0.1493), ("yelp2018", "CCL"): (0.0698, 0.0572),
+                ("gowalla", "BPR"): (0.1627, 0.1378), ("yelp2018", "BPR"): (0.0576, 0.0468)}
+TARGETS = {dataset: PUBLISHED_MF[dataset, "BSL"] for dataset in ("gowalla", "yelp2018")}
 
 
 def on_cpu(runs):
@@ -244,6 +248,28 @@ def standings_table(runs):
     return "\n".join(lines)
 
 
+def published_protocol_table(runs):
+    """The runs retrained on the whole published training set (``[fulltrain, test, test]``, for the
+    epochs chosen on valid, test scored once) beside the published MF number of the same loss, which
+    was chosen on the test set; the ratio is ours over theirs."""
+    full = runs[runs.protocol == claim.PROTOCOL_FULL]
+    full = full.assign(source=full.apply(negatives, axis=1), order=full.loss_type.map(LOSS_ORDER))
+    lines = ["| dataset | loss | negatives | seed | epochs (chosen on valid) | test Recall@20 / NDCG@20 | "
+             "published MF, same loss (chosen on test) | ours / same loss | ours / best published MF |",
+             "|---|---|---|---:|---:|---|---|---|---|"]
+
+    def ratio(ours, theirs):
+        return f"{ours[0] / theirs[0]:.0%} / {ours[1] / theirs[1]:.0%}"
+
+    for _, row in full.sort_values(["dataset", "order", "num_negatives", "seed"]).iterrows():
+        ours = (row["test_recall@20"], row["test_ndcg@20"])
+        same = PUBLISHED_MF.get((row.dataset, row.loss_type))
+        lines.append(f"| {row.dataset} | {row.loss_type} | {row.source} | {row.seed} | {row.epochs_run} | "
+                     f"{ours[0]:.4f} / {ours[1]:.4f} | {f'{same[0]:.4f} / {same[1]:.4f}' if same else ''} | "
+                     f"{ratio(ours, same) if same else ''} | {ratio(ours, TARGETS[row.dataset])} |")
+    return "\n".join(lines) if len(full) else ""
+
+
 def plot_claim(runs, out_pattern):
     """Test Recall@20 and NDCG@20 against N, one line per loss, error bars over seeds; one figure per dataset."""
     plt = pyplot()
@@ -328,6 +354,13 @@ def claim_section(results):
                   f"brackets (the best published MF numbers, chosen on the test set: {published}). The table after "
                   "it has each row's spread, epochs and minutes; the paired tests follow.",
                   standings_table(selected_on_valid), claim_table(runs)]
+        published = published_protocol_table(runs)
+        if published:
+            parts += ["**Under the published protocol**: the runs retrained on the whole published training set "
+                      "for the epochs early stopping chose on valid (`[fulltrain, test, test]`, test scored once, "
+                      "one seed), beside the published MF number of the same loss and the best published MF "
+                      "number (BSL's), both chosen on the test set. Published numbers for MML and SSM on these "
+                      "splits are not listed here.", published]
         for figure in plot_claim(selected_on_valid, os.path.join(ROOT, "docs", "negatives_{dataset}.png")):
             parts.append(f"![quality against negatives]({os.path.relpath(figure, ROOT)})")
         timed = on_cpu(selected_on_valid)

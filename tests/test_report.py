@@ -247,7 +247,9 @@ def test_claim_section_averages_seeds_tests_users_and_lists_what_is_pending(tmp_
             claim_row("gowalla", "CCL", "row10", 2020, 0.15), claim_row("gowalla", "CCL", "row10", 2021, 0.15),
             claim_row("gowalla", "CCL", "pool100", 2020, 0.17), claim_row("gowalla", "MML", "pool100", 2020, 0.18),
             claim_row("gowalla", "CCL", "shared800", 2020, 0.18), {**claim_row("gowalla", "BPR", "row1", 2020, 0.14), "learning_rate": 0.001},
-            claim_row("yelp2018", "CCL", "row10", 2020, 0.05, "interrupted after epoch 30; row from its curve")]
+            claim_row("yelp2018", "CCL", "row10", 2020, 0.05, "interrupted after epoch 30; row from its curve"),
+            {**claim_row("gowalla", "CCL", "row10", 2020, 0.15), "label": "gowalla-ccl-row10-s2020" + claim.FULLTRAIN,
+             "protocol": "[fulltrain, test, test]"}]
     pd.DataFrame(rows).to_csv(folder / "results.csv", index=False)
     users = [f"u{i}" for i in range(100)]
     base = np.random.default_rng(1).random(100)
@@ -296,6 +298,10 @@ def test_claim_section_averages_seeds_tests_users_and_lists_what_is_pending(tmp_
     assert "| yelp2018 | row10 | [train, valid, test] | MML | 2020, 2021, 2022 | not measured yet | not measured yet |" in text
     assert "runs; those with an estimate" in text
     assert "| gowalla | row10 | [fulltrain, test, test] | MML | 2020 | 1 |" in text  # 20 of the 30 epochs in 130 s
+    # the retrained run beside the published number of its loss and the best published MF number
+    published = text.split("**Under the published protocol**")[1].split("![")[0]
+    assert "| gowalla | CCL | 10 per row | 2020 | 30 | 0.1500 / 0.0750 | 0.1837 / 0.1493 | 82% / 50% | 80% / 47% |" in published
+    assert published.count("| gowalla |") == 1  # the runs selected on valid are not in it
 
 
 def test_time_plot_draws_the_seeds_of_one_setting_as_one_series(tmp_path):
