@@ -196,7 +196,7 @@ def status(results=RESULTS):
                      "seed": seed, "state": state, "est_min": round(estimate, 1) if pending else None,
                      "left_min": round(max(estimate - saved_min, 0), 1) if pending else None,
                      "saved_epoch": saved["epoch"] if saved else None, "est_basis": basis if pending else None})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).astype({"saved_epoch": "Int64"})
 
 
 def run_plan(runs, results, jobs=1, max_runs=0, deadline=None):
@@ -271,7 +271,7 @@ def main(argv=None):
     if unknown:
         parser.error(f"--labels: not in the plan: {', '.join(unknown)} (--list prints the plan)")
     if args.list:
-        print(table.to_string(index=False))
+        print(table.astype(object).where(table.notna(), "").to_string(index=False))
         return 0
     runs = [run for run in table.itertuples()
             if run.state != "done" and run.dataset in args.dataset and (not args.only or run.loss in args.only)
