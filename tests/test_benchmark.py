@@ -293,7 +293,11 @@ def test_a_stopped_run_with_a_saved_state_is_listed_as_under_way_with_what_is_le
     assert pending.loc["A|d|seed=3", "left_min"] == 10.0
     assert not pending_runs(plan_runs(spec), rows).under_way.any()  # without the folder, nothing is looked up
     table = bench_report.pending_table(pending.reset_index()).splitlines()
-    assert "| d | A | 2 (under way: resumes at epoch 7, 4 min spent), 3 (under way) | 10 | 1 finished seed(s) |" in table
+    assert "| d | A | 2 (under way: resumes at epoch 7, about 6 min left), 3 (under way, about 10 min left) | 10 | " \
+           "1 finished seed(s) |" in table
+    unmeasured = pending_runs(plan_runs(check_spec({"datasets": ["d"], "seeds": [2], "models": ["A"]})),
+                              rows.iloc[:0], str(workdir))
+    assert bench_report.seed_text(next(unmeasured.itertuples())) == "2 (under way: resumes at epoch 7, 4 min spent)"
     assert table[-1] == "2 runs; those with an estimate (2) need about 0.3 more hours of one thread."
 
 

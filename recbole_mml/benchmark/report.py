@@ -151,15 +151,15 @@ def seed_text(run):
     :func:`~recbole_mml.benchmark.results.pending_runs`)."""
     if not getattr(run, "under_way", False):
         return str(run.seed)
-    if pd.isna(run.saved_epoch):
-        return f"{run.seed} (under way)"
-    return f"{run.seed} (under way: resumes at epoch {run.saved_epoch:.0f}, {run.saved_min:.0f} min spent)"
+    where = "" if pd.isna(run.saved_epoch) else f": resumes at epoch {run.saved_epoch:.0f}"
+    spent = f"{run.saved_min:.0f} min spent" if pd.isna(run.est_min) else f"about {run.left_min:.0f} min left"
+    return f"{run.seed} (under way{where}, {spent})"
 
 
 def pending_table(pending):
-    """The runs not run yet, one line per setting: its seeds and the estimated wall minutes of each
-    (from the finished seeds of the same setting, less what a run under way has spent); empty when
-    nothing is pending."""
+    """The runs not run yet, one line per setting: its seeds (with where a run under way stands) and
+    the estimated wall minutes of each (from the finished seeds of the same setting), then what is
+    left of them in all; empty when nothing is pending."""
     if not len(pending):
         return ""
     lines = ["| dataset | label | seeds | est. wall min each | estimated from |", "|---|---|---|---:|---|"]
