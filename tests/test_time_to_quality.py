@@ -28,6 +28,23 @@ def write_tiny_data(folder):
     (data / "tiny.inter").write_text("\n".join(lines) + "\n")
 
 
+def killed_at(monkeypatch, epoch, run):
+    """Call ``run`` with training interrupted as it starts ``epoch``, where a killed process stops."""
+    from recbole.trainer import Trainer
+
+    train_epoch = Trainer._train_epoch
+
+    def killing(self, train_data, epoch_idx, *args, **kwargs):
+        if epoch_idx == epoch:
+            raise KeyboardInterrupt
+        return train_epoch(self, train_data, epoch_idx, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "_train_epoch", killing)
+        with pytest.raises(KeyboardInterrupt):
+            run()
+
+
 def test_curve_summary_and_per_user_scores_agree(tmp_path):
     write_tiny_data(tmp_path / "data")
     config = tmp_path / "run.yaml"
@@ -97,8 +114,6 @@ def test_an_interrupted_run_gets_its_row_from_its_curve(tmp_path):
 
 
 def test_a_killed_run_goes_on_to_the_curve_and_row_of_the_run_never_killed(tmp_path, monkeypatch):
-    from recbole.trainer import Trainer
-
     from recbole_mml import run_state
 
     write_tiny_data(tmp_path / "data")
@@ -112,17 +127,7 @@ def test_a_killed_run_goes_on_to_the_curve_and_row_of_the_run_never_killed(tmp_p
                                      f"--data_path={tmp_path / 'data'}"])
 
     whole = main(tmp_path / "whole")
-    train_epoch = Trainer._train_epoch
-
-    def killed_at_4(self, train_data, epoch_idx, *args, **kwargs):
-        if epoch_idx == 4:
-            raise KeyboardInterrupt
-        return train_epoch(self, train_data, epoch_idx, *args, **kwargs)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Trainer, "_train_epoch", killed_at_4)
-        with pytest.raises(KeyboardInterrupt):
-            main(tmp_path / "killed")
+    killed_at(monkeypatch, 4, lambda: main(tmp_path / "killed"))
     assert (tmp_path / "killed" / "t" / "run_state").is_dir() and not (tmp_path / "killed" / "results.csv").exists()
     resumed = main(tmp_path / "killed")
 
@@ -154,17 +159,8 @@ def test_a_killed_fulltrain_run_goes_on_to_the_row_of_the_run_never_killed(tmp_p
                                      "--fulltrain_epochs", "5", f"--data_path={tmp_path / 'data'}"])
 
     whole = main(tmp_path / "whole")
+    killed_at(monkeypatch, 3, lambda: main(tmp_path / "killed"))
     train_epoch = Trainer._train_epoch
-
-    def killed_at_3(self, train_data, epoch_idx, *args, **kwargs):
-        if epoch_idx == 3:
-            raise KeyboardInterrupt
-        return train_epoch(self, train_data, epoch_idx, *args, **kwargs)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Trainer, "_train_epoch", killed_at_3)
-        with pytest.raises(KeyboardInterrupt):
-            main(tmp_path / "killed")
     assert run_state.progress(str(tmp_path / "killed" / "f" / "run_state"))["epoch"] == 3
     trained = []
 
