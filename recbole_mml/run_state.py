@@ -130,7 +130,7 @@ def resumable(trainer, train_data, folder, setup, durations=None, extra=None, ev
 def _write_progress(folder, epoch, wall_s):
     tmp = os.path.join(folder, PROGRESS_FILE + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"epoch": epoch, "wall_s": round(wall_s, 1)}, f)
+        json.dump({"epoch": epoch, "wall_s": round(wall_s, 3)}, f)
     os.replace(tmp, os.path.join(folder, PROGRESS_FILE))
 
 
