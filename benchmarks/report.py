@@ -15,7 +15,7 @@ import os
 
 import pandas as pd
 
-from recbole_mml.benchmark.report import pending_table, summary_parts
+from recbole_mml.benchmark.report import pending_table, summary_parts, under_way_note
 from recbole_mml.benchmark.results import pending_runs, read_per_user
 from recbole_mml.benchmark.spec import load_spec, plan_runs
 from recbole_mml.benchmark.stats import paired_user_test
@@ -311,10 +311,7 @@ def claim_pending_table(results):
         return ""
 
     def seed(run):
-        if run.state != "under way":
-            return str(run.seed)
-        where = "" if pd.isna(run.saved_epoch) else f": resumes at epoch {run.saved_epoch:.0f}"
-        return f"{run.seed} (under way{where}, about {run.left_min:.0f} min left)"
+        return f"{run.seed} ({under_way_note(run.saved_epoch, run.left_min)})" if run.state == "under way" else str(run.seed)
 
     lines = ["| dataset | negatives | protocol | loss | seeds | est. wall min each (one thread) | estimated from |",
              "|---|---|---|---|---|---:|---|"]

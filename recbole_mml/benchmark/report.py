@@ -146,14 +146,20 @@ def summary_parts(spec, results, per_user=None):
     return parts, metrics
 
 
+def under_way_note(saved_epoch, left_min, saved_min=0.0):
+    """Where a run stopped with a saved state stands: the epoch it resumes at (where known) and what is
+    left of its estimate, or the minutes it has spent where there is no estimate."""
+    where = "" if pd.isna(saved_epoch) else f": resumes at epoch {saved_epoch:.0f}"
+    spent = f"about {left_min:.0f} min left" if pd.notna(left_min) else f"{saved_min:.0f} min spent"
+    return f"under way{where}, {spent}"
+
+
 def seed_text(run):
     """A pending run's seed, with where it stands if it was stopped with a saved state (see
     :func:`~recbole_mml.benchmark.results.pending_runs`)."""
     if not getattr(run, "under_way", False):
         return str(run.seed)
-    where = "" if pd.isna(run.saved_epoch) else f": resumes at epoch {run.saved_epoch:.0f}"
-    spent = f"{run.saved_min:.0f} min spent" if pd.isna(run.est_min) else f"about {run.left_min:.0f} min left"
-    return f"{run.seed} (under way{where}, {spent})"
+    return f"{run.seed} ({under_way_note(run.saved_epoch, run.left_min, run.saved_min)})"
 
 
 def pending_table(pending):

@@ -19,7 +19,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from recbole_mml.benchmark.execute import execute, run_subprocess
-from recbole_mml.benchmark.report import write_report
+from recbole_mml.benchmark.report import under_way_note, write_report
 from recbole_mml.benchmark.results import (
     KEY_COLUMNS, append_row, pending_runs, per_user_path, read_results, run_file, state_dir, write_per_user,
 )
@@ -94,8 +94,7 @@ def _print_pending(pending, results, out_dir):
     for run in estimates.itertuples():
         line = run.run_id if pd.isna(run.est_min) else f"{run.run_id}  ~{run.left_min:.0f} min"
         if run.under_way:
-            line += ("  (under way)" if pd.isna(run.saved_epoch) else
-                     f"  (under way: resumes at epoch {run.saved_epoch:.0f}, {run.saved_min:.0f} min spent)")
+            line += f"  ({under_way_note(run.saved_epoch, run.left_min, run.saved_min)})"
         print(line)
     known = estimates.left_min.dropna()
     print(f"{len(estimates)} run(s) to do; the {len(known)} with an estimate take about "
