@@ -4,7 +4,7 @@
 
 Everything between the two ``generated`` markers of BENCHMARKS.md is replaced; the hand-written text
 around them stays. Sources: ``time_to_quality/results.csv`` with each run's ``curve.csv`` and
-``per_user_test.csv.gz``, ``negatives/``, ``bpr_lr/``, ``learners/``, the benchmark tool's
+``per_user_test.csv.gz``, ``negatives/``, ``bpr_lr/``, ``ccl_setting/``, ``learners/``, the benchmark tool's
 ``ml-1m_converged/results.csv`` with ``ml-1m_enmf_lr/results.csv``, and
 ``epoch_vs_floor/<dataset>.csv``.
 """
@@ -30,6 +30,7 @@ FIGURE = os.path.join("docs", "time_to_quality.png")
 SWEEP_PREFIX = "pool-"
 LEARNERS = "learners"  # benchmarks/results/learners/: sparse against dense Adam at equal time
 BPR_LR = "bpr_lr"  # benchmarks/results/bpr_lr/: MF-BPR's learning rate, chosen on valid
+CCL_SETTING = "ccl_setting"  # benchmarks/results/ccl_setting/: CCL's margin and weight at convergence, on valid
 CONVERGED = "ml-1m_converged"  # benchmarks/results/ml-1m_converged/: every model on ml-1m, 5 seeds
 ENMF_LR = "ml-1m_enmf_lr"  # benchmarks/results/ml-1m_enmf_lr/: ENMF's learning rate on ml-1m, chosen on valid
 NEGATIVES = "negatives"  # benchmarks/results/negatives/: the claim's runs (benchmarks/negatives_claim.py)
@@ -433,6 +434,64 @@ def bpr_lr_section(results):
         "columns are for reading only; nothing was chosen on them.")
 
 
+def overrides(row):
+    """The ``--key=value`` overrides a time-to-quality row ran with, as strings by key."""
+    return dict(o[2:].split("=", 1) for o in str(row.overrides).split() if o.startswith("--") and "=" in o)
+
+
+def ccl_setting_section(results):
+    """CCL's margin and negative weight at convergence (``benchmarks/results/ccl_setting/``), beside the
+    claim's CCL (SimpleX's setting) and MML rows of the same dataset, seed and negatives, best valid
+    NDCG@20 first; the best CCL setting on valid against MML, paired over the test users."""
+    path = os.path.join(results, CCL_SETTING, "results.csv")
+    if not os.path.isfile(path):
+        return []
+    runs = with_protocol(pd.read_csv(path))
+    claimed = claim.finished(os.path.join(results, NEGATIVES))
+    claimed = with_protocol(claimed if len(claimed) else runs.iloc[:0])
+    keys = ["dataset", "seed", "neg_sharing", "num_negatives", "protocol"]
+    matched = pd.concat([same(claimed, ref, keys) for ref in runs.itertuples()]).drop_duplicates("label")
+    matched = matched[matched.loss_type.isin(["CCL", "MML"])]
+    folders = {**{label: CCL_SETTING for label in runs.label}, **{label: NEGATIVES for label in matched.label}}
+    rows = pd.concat([runs, matched]).sort_values("best_valid_ndcg@20", ascending=False)
+    lines = []
+    for _, r in rows.iterrows():
+        o = overrides(r)
+        setting = (f"{o.get('ccl_margin', '')} | {o.get('neg_weight', '')}" if r.loss_type == "CCL"
+                   else "the author's | the author's")
+        lines.append(f"| {r.label} | {r.dataset} | {r.loss_type} | {setting} | {negatives(r)} | {r.seed} | "
+                     f"{r.epochs_run} ({r.best_epoch}) | {r['best_valid_ndcg@20']:.4f} | {r['test_recall@20']:.4f} | "
+                     f"{r['test_ndcg@20']:.4f} | {r.wall_s / 60:.0f} | {'the claim' if folders[r.label] == NEGATIVES else 'this check'} |")
+    parts = ["## CCL's margin and weight at convergence",
+             "The claim's CCL runs take SimpleX's setting (margin 0.9, negative weight 150), tuned by its authors "
+             "with another learner, batch and negative sampling; MML takes its author's setting for the dataset. "
+             "Here CCL's margin and weight vary on the claim's fast config, negatives and seed, trained to early "
+             "stopping on valid (`python benchmarks/time_to_quality.py --config properties/fast/<dataset>.yaml "
+             "--results benchmarks/results/ccl_setting --label L --minutes 240 --neg_sharing=batch "
+             "--num_negatives=800 --seed=2020 --loss_type=CCL --ccl_margin=M --neg_weight=W`), beside the claim's "
+             "rows of the same dataset, negatives and seed. The best valid NDCG@20 chooses; the test columns are "
+             "for reading only.",
+             "| run | dataset | loss | margin | negative weight | negatives | seed | epochs (best) | valid NDCG@20 | "
+             "test Recall@20 | test NDCG@20 | wall min | from |\n"
+             "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|\n" + "\n".join(lines)]
+    for dataset, group in rows.groupby("dataset", sort=True):
+        ccl, mml = group[group.loss_type == "CCL"], group[group.loss_type == "MML"]
+        if not len(ccl) or not len(mml):
+            continue
+        best, ref = ccl.iloc[0], mml.iloc[0]
+        a = per_user(os.path.join(results, folders[best.label]), best.label)
+        b = per_user(os.path.join(results, folders[ref.label]), ref.label)
+        tests = paired_user_test(a, b, METRICS) if a is not None and b is not None else []
+        against = "; ".join(f"{t['metric']} {t['diff']:+.4f}, p = {t['ttest_p']:.2g} (paired t) and "
+                            f"{t['wilcoxon_p']:.2g} (Wilcoxon)" for t in tests)
+        parts.append(f"{dataset}: the best CCL setting on valid is `{best.label}` (valid NDCG@20 "
+                     f"{best['best_valid_ndcg@20']:.4f}, MML {ref['best_valid_ndcg@20']:.4f}); on test it reaches "
+                     f"{best['test_recall@20']:.4f} / {best['test_ndcg@20']:.4f} against MML's "
+                     f"{ref['test_recall@20']:.4f} / {ref['test_ndcg@20']:.4f}"
+                     + (f" (CCL - MML over {tests[0]['users']} test users: {against})." if tests else "."))
+    return parts
+
+
 def learning_rate_block(results, converged_spec, converged_runs, name=ENMF_LR, model="ENMF"):
     """The model's learning-rate runs (every label sets ``learning_rate`` in its yaml) beside its rows of
     the converged table on the same seeds, best valid score first; nothing while the folder has no results."""
@@ -564,6 +623,7 @@ def generated_section(results, figure):
                   tests_table(tests)]
     parts += claim_section(results)
     parts += bpr_lr_section(results)
+    parts += ccl_setting_section(results)
     parts += converged_section(results)
     parts += learners_section(results)
     if len(sweep):

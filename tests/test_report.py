@@ -385,3 +385,38 @@ def test_claim_starts_no_run_after_a_failed_one_and_exits_1(tmp_path, monkeypatc
     with pytest.raises(SystemExit):
         claim.main(["--results", str(tmp_path), "--labels", "gowalla-mml-row10-s2020", "gowalla-mml-row99"])
     assert "--labels: not in the plan: gowalla-mml-row99" in capsys.readouterr().err
+
+
+def test_ccl_setting_section_sets_each_setting_beside_the_claims_rows_and_tests_the_best_against_mml(tmp_path):
+    results = tmp_path / "results"
+    check, negatives = results / "ccl_setting", results / "negatives"
+    ccl = "--neg_sharing=batch --num_negatives=100 --seed=2020 --loss_type=CCL"
+    rows = [{**run_row("g-ccl-m0.8-w150", "CCL"), "best_valid_ndcg@20": 0.07, "overrides": f"{ccl} --ccl_margin=0.8 --neg_weight=150"},
+            {**run_row("g-ccl-m0.9-w400", "CCL"), "best_valid_ndcg@20": 0.05, "overrides": f"{ccl} --ccl_margin=0.9 --neg_weight=400"}]
+    claimed = [{**run_row("g-ccl-s2020", "CCL"), "best_valid_ndcg@20": 0.06, "overrides": f"{ccl} --ccl_margin=0.9 --neg_weight=150"},
+               {**run_row("g-mml-s2020", "MML"), "best_valid_ndcg@20": 0.08},
+               {**run_row("g-mml-s2021", "MML", seed=2021), "best_valid_ndcg@20": 0.09},  # another seed
+               {**run_row("g-mml-row", "MML", sharing="row"), "best_valid_ndcg@20": 0.09}]  # other negatives
+    for folder, frame in ((check, rows), (negatives, claimed)):
+        folder.mkdir(parents=True)
+        pd.DataFrame(frame).to_csv(folder / "results.csv", index=False)
+    rng = np.random.default_rng(0)
+    users = [f"u{i}" for i in range(300)]
+    scores, base = {}, rng.random(300)
+    for folder, label, shift in ((check, "g-ccl-m0.8-w150", 0.0), (negatives, "g-mml-s2020", 0.02)):
+        (folder / label).mkdir()
+        scores[label] = pd.DataFrame({"user_id": users, "recall@20": base + shift + rng.normal(0, 0.005, 300),
+                                      "ndcg@20": base / 2 + rng.normal(0, 0.005, 300)})
+        scores[label].to_csv(folder / label / "per_user_test.csv.gz", index=False)
+    text = "\n".join(report.ccl_setting_section(str(results)))
+    lines = [line.split(" | ")[:4] + [line.split(" | ")[-1]] for line in text.splitlines() if line.startswith("| g-")]
+    assert lines == [["| g-mml-s2020", "gowalla", "MML", "the author's", "the claim |"],
+                     ["| g-ccl-m0.8-w150", "gowalla", "CCL", "0.8", "this check |"],
+                     ["| g-ccl-s2020", "gowalla", "CCL", "0.9", "the claim |"],
+                     ["| g-ccl-m0.9-w400", "gowalla", "CCL", "0.9", "this check |"]]
+    assert "| g-ccl-s2020 | gowalla | CCL | 0.9 | 150 | 100 shared | 2020 |" in text
+    p = stats.ttest_rel(scores["g-ccl-m0.8-w150"]["recall@20"], scores["g-mml-s2020"]["recall@20"]).pvalue
+    assert "gowalla: the best CCL setting on valid is `g-ccl-m0.8-w150` (valid NDCG@20 0.0700, MML 0.0800)" in text
+    diff = (scores["g-ccl-m0.8-w150"]["recall@20"] - scores["g-mml-s2020"]["recall@20"]).mean()
+    assert f"over 300 test users: recall@20 {diff:+.4f}, " in text and diff < -0.015 and f"p = {p:.2g} (paired t)" in text
+    assert report.ccl_setting_section(str(tmp_path / "none")) == []
