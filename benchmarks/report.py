@@ -442,7 +442,8 @@ def overrides(row):
 def ccl_setting_section(results):
     """CCL's margin and negative weight at convergence (``benchmarks/results/ccl_setting/``), beside the
     claim's CCL (SimpleX's setting) and MML rows of the same dataset, seed and negatives, best valid
-    NDCG@20 first; the best CCL setting on valid against MML, paired over the test users."""
+    NDCG@20 first within each; per dataset, negatives and seed, the best CCL setting on valid against MML,
+    paired over the test users."""
     path = os.path.join(results, CCL_SETTING, "results.csv")
     if not os.path.isfile(path):
         return []
@@ -453,7 +454,9 @@ def ccl_setting_section(results):
     matched = pd.concat([same(claimed, ref, keys) for ref in runs.itertuples()]).drop_duplicates("label")
     matched = matched[matched.loss_type.isin(["CCL", "MML"])]
     folders = {**{label: CCL_SETTING for label in runs.label}, **{label: NEGATIVES for label in matched.label}}
-    rows = pd.concat([runs, matched]).sort_values("best_valid_ndcg@20", ascending=False)
+    rows = pd.concat([runs, matched])
+    rows = rows.assign(source=rows.apply(negatives, axis=1)).sort_values(
+        ["dataset", "num_negatives", "seed", "best_valid_ndcg@20"], ascending=[True, True, True, False])
     lines = []
     for _, r in rows.iterrows():
         o = overrides(r)
@@ -467,14 +470,13 @@ def ccl_setting_section(results):
              "with another learner, batch and negative sampling; MML takes its author's setting for the dataset. "
              "Here CCL's margin and weight vary on the claim's fast config, negatives and seed, trained to early "
              "stopping on valid (`python benchmarks/time_to_quality.py --config properties/fast/<dataset>.yaml "
-             "--results benchmarks/results/ccl_setting --label L --minutes 240 --neg_sharing=batch "
-             "--num_negatives=800 --seed=2020 --loss_type=CCL --ccl_margin=M --neg_weight=W`), beside the claim's "
-             "rows of the same dataset, negatives and seed. The best valid NDCG@20 chooses; the test columns are "
-             "for reading only.",
+             "--results benchmarks/results/ccl_setting --label L --minutes 240 --neg_sharing=S --num_negatives=N "
+             "--seed=SEED --loss_type=CCL --ccl_margin=M --neg_weight=W`), beside the claim's rows of the same "
+             "dataset, negatives and seed. The best valid NDCG@20 chooses; the test columns are for reading only.",
              "| run | dataset | loss | margin | negative weight | negatives | seed | epochs (best) | valid NDCG@20 | "
              "test Recall@20 | test NDCG@20 | wall min | from |\n"
              "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|\n" + "\n".join(lines)]
-    for dataset, group in rows.groupby("dataset", sort=True):
+    for (dataset, source, seed), group in rows.groupby(["dataset", "source", "seed"], sort=False):
         ccl, mml = group[group.loss_type == "CCL"], group[group.loss_type == "MML"]
         if not len(ccl) or not len(mml):
             continue
@@ -484,7 +486,7 @@ def ccl_setting_section(results):
         tests = paired_user_test(a, b, METRICS) if a is not None and b is not None else []
         against = "; ".join(f"{t['metric']} {t['diff']:+.4f}, p = {t['ttest_p']:.2g} (paired t) and "
                             f"{t['wilcoxon_p']:.2g} (Wilcoxon)" for t in tests)
-        parts.append(f"{dataset}: the best CCL setting on valid is `{best.label}` (valid NDCG@20 "
+        parts.append(f"{dataset}, {source}, seed {seed}: the best CCL setting on valid is `{best.label}` (valid NDCG@20 "
                      f"{best['best_valid_ndcg@20']:.4f}, MML {ref['best_valid_ndcg@20']:.4f}); on test it reaches "
                      f"{best['test_recall@20']:.4f} / {best['test_ndcg@20']:.4f} against MML's "
                      f"{ref['test_recall@20']:.4f} / {ref['test_ndcg@20']:.4f}"

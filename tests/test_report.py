@@ -392,7 +392,10 @@ def test_ccl_setting_section_sets_each_setting_beside_the_claims_rows_and_tests_
     check, negatives = results / "ccl_setting", results / "negatives"
     ccl = "--neg_sharing=batch --num_negatives=100 --seed=2020 --loss_type=CCL"
     rows = [{**run_row("g-ccl-m0.8-w150", "CCL"), "best_valid_ndcg@20": 0.07, "overrides": f"{ccl} --ccl_margin=0.8 --neg_weight=150"},
-            {**run_row("g-ccl-m0.9-w400", "CCL"), "best_valid_ndcg@20": 0.05, "overrides": f"{ccl} --ccl_margin=0.9 --neg_weight=400"}]
+            {**run_row("g-ccl-m0.9-w400", "CCL"), "best_valid_ndcg@20": 0.05, "overrides": f"{ccl} --ccl_margin=0.9 --neg_weight=400"},
+            # another seed: compared with that seed's MML only, and ahead of it on valid
+            {**run_row("g-ccl-m0.9-w50-s2021", "CCL", seed=2021), "best_valid_ndcg@20": 0.095,
+             "overrides": f"{ccl} --ccl_margin=0.9 --neg_weight=50"}]
     claimed = [{**run_row("g-ccl-s2020", "CCL"), "best_valid_ndcg@20": 0.06, "overrides": f"{ccl} --ccl_margin=0.9 --neg_weight=150"},
                {**run_row("g-mml-s2020", "MML"), "best_valid_ndcg@20": 0.08},
                {**run_row("g-mml-s2021", "MML", seed=2021), "best_valid_ndcg@20": 0.09},  # another seed
@@ -413,10 +416,15 @@ def test_ccl_setting_section_sets_each_setting_beside_the_claims_rows_and_tests_
     assert lines == [["| g-mml-s2020", "gowalla", "MML", "the author's", "the claim |"],
                      ["| g-ccl-m0.8-w150", "gowalla", "CCL", "0.8", "this check |"],
                      ["| g-ccl-s2020", "gowalla", "CCL", "0.9", "the claim |"],
-                     ["| g-ccl-m0.9-w400", "gowalla", "CCL", "0.9", "this check |"]]
+                     ["| g-ccl-m0.9-w400", "gowalla", "CCL", "0.9", "this check |"],
+                     ["| g-ccl-m0.9-w50-s2021", "gowalla", "CCL", "0.9", "this check |"],
+                     ["| g-mml-s2021", "gowalla", "MML", "the author's", "the claim |"]]
     assert "| g-ccl-s2020 | gowalla | CCL | 0.9 | 150 | 100 shared | 2020 |" in text
     p = stats.ttest_rel(scores["g-ccl-m0.8-w150"]["recall@20"], scores["g-mml-s2020"]["recall@20"]).pvalue
-    assert "gowalla: the best CCL setting on valid is `g-ccl-m0.8-w150` (valid NDCG@20 0.0700, MML 0.0800)" in text
+    assert ("gowalla, 100 shared, seed 2020: the best CCL setting on valid is `g-ccl-m0.8-w150` (valid NDCG@20 "
+            "0.0700, MML 0.0800)") in text
+    assert ("gowalla, 100 shared, seed 2021: the best CCL setting on valid is `g-ccl-m0.9-w50-s2021` (valid NDCG@20 "
+            "0.0950, MML 0.0900); on test it reaches 0.1000 / 0.0500 against MML's 0.1000 / 0.0500.") in text
     diff = (scores["g-ccl-m0.8-w150"]["recall@20"] - scores["g-mml-s2020"]["recall@20"]).mean()
     assert f"over 300 test users: recall@20 {diff:+.4f}, " in text and diff < -0.015 and f"p = {p:.2g} (paired t)" in text
     assert report.ccl_setting_section(str(tmp_path / "none")) == []
