@@ -149,11 +149,20 @@ def test_claim_plan_puts_the_claims_rows_first_and_resumes_from_finished_rows(tm
     plan = claim.plan()
     assert [p[0] for p in plan[:4]] == ["gowalla-mml-row10-s2020", "gowalla-ccl-row10-s2020",
                                         "yelp2018-mml-row10-s2020", "yelp2018-ccl-row10-s2020"]
-    # per seed: MML, CCL at 10, 100 and 800; MF-BPR; SSM, BSL at 100 and 800. Then, retrained on
-    # fulltrain: MML and CCL at each N and BSL at 800, the first seed's
-    assert len(plan) == len({p[0] for p in plan}) == 3 * (2 * 2 * 3 + 2 + 2 * 2 * 2) + 2 * (2 * 3 + 1)
-    assert {p[0] for p in plan if p[0].endswith(claim.FULLTRAIN) and p[2] not in ("MML", "CCL")} == {
+    # per seed: MML, CCL at 10, 100 and 800; MF-BPR; SSM, BSL at 100 and 800; CCL-tuned at 10, 100 and
+    # 800. Then, retrained on fulltrain: MML, CCL and CCL-tuned at each N and BSL at 800, the first seed's
+    assert len(plan) == len({p[0] for p in plan}) == 3 * (2 * 2 * 3 + 2 + 2 * 2 * 2 + 2 * 3) + 2 * (3 * 3 + 1)
+    assert {p[0] for p in plan if p[0].endswith(claim.FULLTRAIN) and p[2] not in ("MML", "CCL", "CCL-tuned")} == {
         "gowalla-bsl-shared800-s2020-fulltrain", "yelp2018-bsl-shared800-s2020-fulltrain"}
+    # CCL-tuned: CCL at the dataset's setting chosen on valid, after every run of the published settings
+    margin, weight = claim.CCL_TUNED["yelp2018"]
+    assert claim.command("yelp2018", "CCL-tuned", "row10", 2021)[-6:] == [
+        "--neg_sharing=row", "--num_negatives=10", "--seed=2021", "--loss_type=CCL", f"--ccl_margin={margin:g}",
+        f"--neg_weight={weight:g}"]
+    assert claim.command("gowalla", "CCL", "row10", 2021)[-2:] == ["--ccl_margin=0.9", "--neg_weight=150"]
+    tuned_at = [i for i, p in enumerate(plan) if p[2] == "CCL-tuned"]
+    assert len(tuned_at) == 24 and min(tuned_at) > max(i for i, p in enumerate(plan) if p[2] != "CCL-tuned")
+    assert plan[tuned_at[0]][0] == "gowalla-ccl-tuned-row10-s2020"
     # MF-BPR: one negative per row, dot product, the published L2 weight; after the claim's MML and CCL runs
     assert claim.command("gowalla", "BPR", "row1", 2020)[-6:] == [
         "--neg_sharing=row", "--num_negatives=1", "--seed=2020", "--loss_type=BPR", "--reg_weight=0.0001",
@@ -247,6 +256,7 @@ def test_claim_section_averages_seeds_tests_users_and_lists_what_is_pending(tmp_
             claim_row("gowalla", "CCL", "row10", 2020, 0.15), claim_row("gowalla", "CCL", "row10", 2021, 0.15),
             claim_row("gowalla", "CCL", "pool100", 2020, 0.17), claim_row("gowalla", "MML", "pool100", 2020, 0.18),
             claim_row("gowalla", "CCL", "shared800", 2020, 0.18), {**claim_row("gowalla", "BPR", "row1", 2020, 0.14), "learning_rate": 0.001},
+            {**claim_row("gowalla", "CCL-tuned", "row10", 2020, 0.155), "loss_type": "CCL"},  # trains as CCL
             claim_row("yelp2018", "CCL", "row10", 2020, 0.05, "interrupted after epoch 30; row from its curve"),
             {**claim_row("gowalla", "CCL", "row10", 2020, 0.15), "label": "gowalla-ccl-row10-s2020" + claim.FULLTRAIN,
              "protocol": "[fulltrain, test, test]"}]
@@ -269,6 +279,9 @@ def test_claim_section_averages_seeds_tests_users_and_lists_what_is_pending(tmp_
     assert "| gowalla | MML |  | 0.1700 / 0.0850 (2) | 0.1800 / 0.0900 (1) |  |" in glance
     assert "| gowalla | CCL |  | 0.1500 / 0.0750 (2) | 0.1700 / 0.0850 (1) | 0.1800 / 0.0900 (1) |" in glance
     assert "| gowalla | BPR | 0.1400 / 0.0700 (1) |  |  |  |" in glance and "yelp2018 |" not in glance
+    assert "| gowalla | CCL-tuned |  | 0.1550 / 0.0775 (1) |  |  |" in glance  # a loss of its own, after CCL
+    assert glance.index("| gowalla | CCL |") < glance.index("| gowalla | CCL-tuned |") < glance.index("| gowalla | BPR |")
+    assert "| gowalla | gowalla-mml-row10-s2020 | gowalla-ccl-tuned-row10-s2020 | recall@20 | 100 |" in text
     assert "| gowalla | 10 per row | [train, valid, test] | MML | 2 | 30 (20), 30 (20) | 0.1700 ± 0.0141 |" in text
     assert "| 2 (cpu), 1 (H200) |" in text  # each seed's minutes with the device they were measured on
     assert "gowalla-mml-row10-s2021" not in timed and "gowalla-mml-row10-s2020" in timed  # CPU minutes only
