@@ -466,8 +466,9 @@ def ccl_setting_section(results):
         o = overrides(r)
         setting = (f"{o.get('ccl_margin', '')} | {o.get('neg_weight', '')}" if r.loss_type == "CCL"
                    else "the author's | the author's")
+        stopped = ", stopped" if str(r.stopped).startswith("interrupted") else ""
         lines.append(f"| {r.label} | {r.dataset} | {r.loss_type} | {setting} | {negatives(r)} | {r.seed} | "
-                     f"{r.epochs_run} ({r.best_epoch}) | {r['best_valid_ndcg@20']:.4f} | {r['test_recall@20']:.4f} | "
+                     f"{r.epochs_run} ({r.best_epoch}){stopped} | {r['best_valid_ndcg@20']:.4f} | {r['test_recall@20']:.4f} | "
                      f"{r['test_ndcg@20']:.4f} | {r.wall_s / 60:.0f} | {'the claim' if folders[r.label] == NEGATIVES else 'this check'} |")
     parts = ["## CCL's margin and weight at convergence",
              "The claim's CCL runs take SimpleX's setting (margin 0.9, negative weight 150), tuned by its authors "
@@ -476,7 +477,9 @@ def ccl_setting_section(results):
              "stopping on valid (`python benchmarks/time_to_quality.py --config properties/fast/<dataset>.yaml "
              "--results benchmarks/results/ccl_setting --label L --minutes 240 --neg_sharing=S --num_negatives=N "
              "--seed=SEED --loss_type=CCL --ccl_margin=M --neg_weight=W`), beside the claim's rows of the same "
-             "dataset, negatives and seed. The best valid NDCG@20 chooses; the test columns are for reading only.",
+             "dataset, negatives and seed. The best valid NDCG@20 chooses; the test columns are for reading only. "
+             "`stopped`: a run stopped by hand while clearly behind (its numbers are those of its best validation "
+             "so far).",
              "| run | dataset | loss | margin | negative weight | negatives | seed | epochs (best) | valid NDCG@20 | "
              "test Recall@20 | test NDCG@20 | wall min | from |\n"
              "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|\n" + "\n".join(lines)]
