@@ -332,7 +332,8 @@ def claim_section(results):
     runs = with_protocol(pd.read_csv(path)) if os.path.isfile(path) else pd.DataFrame()
     if len(runs):
         runs = runs.assign(loss_type=claim.loss_names(runs))
-    tuned = ", ".join(f"margin {m:g} and weight {w:g} on {d}" for d, (m, w) in claim.CCL_TUNED.items())
+    tuned = ", ".join(f"SimpleX's on {d}: no runs of its own" if (m, w) == claim.SIMPLEX_CCL
+                      else f"margin {m:g} and weight {w:g} on {d}" for d, (m, w) in claim.CCL_TUNED.items())
     parts = ["## The claim: MML against CCL at 10, 100 and 800 negatives, trained to early stopping",
              "`python benchmarks/negatives_claim.py [--jobs 2] [--hours H]` (the plan, resumable from the committed rows; "
              "`--list` prints it; `--hours` starts only the runs whose estimate fits). "

@@ -146,6 +146,7 @@ def claim_row(dataset, loss, form, seed, recall, stopped="early stopping or epoc
 
 
 def test_claim_plan_puts_the_claims_rows_first_and_resumes_from_finished_rows(tmp_path, monkeypatch):
+    monkeypatch.setattr(claim, "CCL_TUNED", {"gowalla": (0.8, 100), "yelp2018": (0.9, 50)})
     plan = claim.plan()
     assert [p[0] for p in plan[:4]] == ["gowalla-mml-row10-s2020", "gowalla-ccl-row10-s2020",
                                         "yelp2018-mml-row10-s2020", "yelp2018-ccl-row10-s2020"]
@@ -155,14 +156,17 @@ def test_claim_plan_puts_the_claims_rows_first_and_resumes_from_finished_rows(tm
     assert {p[0] for p in plan if p[0].endswith(claim.FULLTRAIN) and p[2] not in ("MML", "CCL", "CCL-tuned")} == {
         "gowalla-bsl-shared800-s2020-fulltrain", "yelp2018-bsl-shared800-s2020-fulltrain"}
     # CCL-tuned: CCL at the dataset's setting chosen on valid, after every run of the published settings
-    margin, weight = claim.CCL_TUNED["yelp2018"]
-    assert claim.command("yelp2018", "CCL-tuned", "row10", 2021)[-6:] == [
-        "--neg_sharing=row", "--num_negatives=10", "--seed=2021", "--loss_type=CCL", f"--ccl_margin={margin:g}",
-        f"--neg_weight={weight:g}"]
+    assert claim.command("gowalla", "CCL-tuned", "row10", 2021)[-6:] == [
+        "--neg_sharing=row", "--num_negatives=10", "--seed=2021", "--loss_type=CCL", "--ccl_margin=0.8",
+        "--neg_weight=100"]
     assert claim.command("gowalla", "CCL", "row10", 2021)[-2:] == ["--ccl_margin=0.9", "--neg_weight=150"]
     tuned_at = [i for i, p in enumerate(plan) if p[2] == "CCL-tuned"]
     assert len(tuned_at) == 24 and min(tuned_at) > max(i for i, p in enumerate(plan) if p[2] != "CCL-tuned")
     assert plan[tuned_at[0]][0] == "gowalla-ccl-tuned-row10-s2020"
+    # where the setting chosen on valid is SimpleX's, the CCL rows stand for it: no runs of their own
+    monkeypatch.setattr(claim, "CCL_TUNED", {"gowalla": claim.SIMPLEX_CCL, "yelp2018": (0.9, 50)})
+    assert {p[1] for p in claim.plan() if p[2] == "CCL-tuned"} == {"yelp2018"}
+    monkeypatch.undo()
     # MF-BPR: one negative per row, dot product, the published L2 weight; after the claim's MML and CCL runs
     assert claim.command("gowalla", "BPR", "row1", 2020)[-6:] == [
         "--neg_sharing=row", "--num_negatives=1", "--seed=2020", "--loss_type=BPR", "--reg_weight=0.0001",
