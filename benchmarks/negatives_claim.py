@@ -50,8 +50,8 @@ SIMPLEX_CCL = (0.9, 150)  # SimpleX's margin and negative weight on Gowalla and 
 # CCL-tuned: CCL at the margin and negative weight with the best valid NDCG@20 on this fast path
 # (benchmarks/results/ccl_setting/: 800 shared, seed 2020; SimpleX's setting was tuned with another learner,
 # batch and sampler). Yelp2018: weight 50 reached 0.0669 against SimpleX's 150 at 0.0599 (margin 0.8 at 150:
-# 0.0600; weight 400: 0.0477; weight 20 stopped behind). Gowalla: SimpleX's 150 (0.1165) so far, weight 50
-# stopped behind.
+# 0.0600; weight 400: 0.0477; weight 20 stopped behind). Gowalla: SimpleX's 150 (0.1165) against weight 300
+# (0.1115) and 50 (stopped behind).
 CCL_TUNED = {"gowalla": SIMPLEX_CCL, "yelp2018": (0.9, 50)}
 BPR_REG_WEIGHT = 1e-4  # MF-BPR's L2 weight in the LightGCN and SimpleX papers' baselines
 # MF-BPR's learning rate, chosen on Gowalla's valid split (benchmarks/results/bpr_lr/) and used on both
