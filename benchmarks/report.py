@@ -468,7 +468,7 @@ def ccl_setting_section(results):
         setting = (f"{o.get('ccl_margin', '')} | {o.get('neg_weight', '')}" if r.loss_type == "CCL"
                    else "the author's | the author's")
         stopped = ", stopped" if str(r.stopped).startswith("interrupted") else ""
-        lines.append(f"| {r.label} | {r.dataset} | {r.loss_type} | {setting} | {negatives(r)} | {r.seed} | "
+        lines.append(f"| {r.label} | {r.dataset} | {r.loss_type} | {setting} | {r.source} | {r.seed} | "
                      f"{r.epochs_run} ({r.best_epoch}){stopped} | {r['best_valid_ndcg@20']:.4f} | {r['test_recall@20']:.4f} | "
                      f"{r['test_ndcg@20']:.4f} | {r.wall_s / 60:.0f} | {'the claim' if folders[r.label] == NEGATIVES else 'this check'} |")
     parts = ["## CCL's margin and weight at convergence",
