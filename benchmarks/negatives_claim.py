@@ -163,19 +163,28 @@ def with_protocol(runs):
 
 
 def form_minutes(done):
-    """Mean wall minutes of the finished ``[train, valid, test]`` CPU runs per (dataset, form)."""
+    """Mean wall minutes of the finished ``[train, valid, test]`` CPU runs per (dataset, form), and per
+    (dataset, form, loss): losses stop at different epochs (CCL-tuned on Yelp2018 runs a third longer)."""
     cpu = done[~done.label.str.endswith(FULLTRAIN) & (devices(done) == "cpu")]
-    return {(d, f): cpu[(cpu.dataset == d) & cpu.label.str.contains(f"-{f}-")].wall_s.mean() / 60
-            for d in DATASETS for f in FORMS}
+    losses = loss_names(cpu) if len(cpu) else pd.Series(index=cpu.index, dtype=object)
+    minutes = {}
+    for d in DATASETS:
+        for f in FORMS:
+            same = (cpu.dataset == d) & cpu.label.str.contains(f"-{f}-")
+            minutes[d, f] = cpu[same].wall_s.mean() / 60
+            minutes.update({(d, f, loss): cpu[same & (losses == loss)].wall_s.mean() / 60 for loss in LOSSES})
+    return minutes
 
 
-def estimate_minutes(minutes, dataset, form, proxies=None):
+def estimate_minutes(minutes, dataset, form, proxies=None, loss=None):
     """Wall minutes of a pending run on one CPU thread, and what the estimate rests on.
 
-    In order: the mean of finished CPU runs of the same dataset and negatives (``minutes``, from
-    :func:`form_minutes`); that dataset's runs of another form scaled by the ratio the other dataset
+    In order: the mean of finished CPU runs of the same dataset, negatives and ``loss``, then of the same
+    dataset and negatives, any loss (``minutes``, from :func:`form_minutes`); that dataset's runs of another form scaled by the ratio the other dataset
     measured between the two forms; for N = 800 shared, the fast config's own runs with 1000 shared
     negatives (``proxies``: the time-to-quality rows). NaN when none applies."""
+    if loss is not None and pd.notna(minutes.get((dataset, form, loss))):
+        return minutes[dataset, form, loss], "finished runs, same dataset, negatives and loss"
     if pd.notna(minutes[dataset, form]):
         return minutes[dataset, form], "finished runs, same dataset and negatives"
     for other in (d for d in DATASETS if d != dataset):
@@ -208,7 +217,7 @@ def status(results=RESULTS):
             estimate = base.wall_s.iloc[0] / 60 * base.best_epoch.iloc[0] / base.epochs_run.iloc[0]
             basis = "its valid run's time for the chosen epochs"
         else:
-            estimate, basis = estimate_minutes(minutes, dataset, form, fast)
+            estimate, basis = estimate_minutes(minutes, dataset, form, fast, loss)
             if name.endswith(FULLTRAIN):
                 basis = "as its valid run (not run yet), an upper bound"
         protocol = PROTOCOL_FULL if name.endswith(FULLTRAIN) else PROTOCOL_VALID

@@ -208,12 +208,17 @@ def test_claim_estimates_a_pending_run_from_the_nearest_measured_runs(tmp_path):
     results.mkdir()
     pd.DataFrame([{**claim_row("gowalla", "MML", "row10", 2020, 0.15), "wall_s": 600.0},
                   {**claim_row("gowalla", "MML", "pool100", 2020, 0.17), "wall_s": 1200.0},
+                  {**claim_row("gowalla", "MML", "pool100", 2022, 0.17), "wall_s": 1800.0},
+                  {**claim_row("gowalla", "SSM", "pool100", 2020, 0.15), "wall_s": 600.0},
                   {**claim_row("yelp2018", "MML", "row10", 2020, 0.06), "wall_s": 900.0}]
                  ).to_csv(results / "results.csv", index=False)
     (tmp_path / "time_to_quality").mkdir()
     pd.DataFrame([{**run_row("g-b1000", "MML"), "num_negatives": 1000, "wall_s": 1800.0,
                    "protocol": "[train, valid, test]"}]).to_csv(tmp_path / "time_to_quality" / "results.csv", index=False)
     status = claim.status(str(results)).set_index("label")
+    # same dataset, negatives and loss first: the mean of its finished runs
+    assert status.loc["gowalla-mml-pool100-s2021", "est_min"] == pytest.approx(25.0)
+    assert "and loss" in status.loc["gowalla-mml-pool100-s2021", "est_basis"]
     # same dataset and negatives, any loss: the mean of the finished runs
     assert status.loc["gowalla-ccl-pool100-s2020", "est_min"] == pytest.approx(20.0)
     # Yelp2018 at pool100: its row10 time scaled by the 2x Gowalla measured from row10 to pool100
