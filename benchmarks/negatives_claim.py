@@ -166,13 +166,14 @@ def form_minutes(done):
     """Mean wall minutes of the finished ``[train, valid, test]`` CPU runs per (dataset, form), and per
     (dataset, form, loss): losses stop at different epochs (CCL-tuned on Yelp2018 runs a third longer)."""
     cpu = done[~done.label.str.endswith(FULLTRAIN) & (devices(done) == "cpu")]
-    losses = loss_names(cpu) if len(cpu) else pd.Series(index=cpu.index, dtype=object)
     minutes = {}
     for d in DATASETS:
         for f in FORMS:
-            same = (cpu.dataset == d) & cpu.label.str.contains(f"-{f}-")
-            minutes[d, f] = cpu[same].wall_s.mean() / 60
-            minutes.update({(d, f, loss): cpu[same & (losses == loss)].wall_s.mean() / 60 for loss in LOSSES})
+            same = cpu[(cpu.dataset == d) & cpu.label.str.contains(f"-{f}-")]
+            minutes[d, f] = same.wall_s.mean() / 60
+            if len(same):
+                by_loss = same.groupby(loss_names(same)).wall_s.mean() / 60
+                minutes.update({(d, f, loss): value for loss, value in by_loss.items()})
     return minutes
 
 
