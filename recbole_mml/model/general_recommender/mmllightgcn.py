@@ -15,7 +15,9 @@ from recbole_mml.model.abstract_recommender import ContrastiveRecommender
 
 
 def normalized_adjacency(interactions, n_users, n_items):
-    """``D^-1/2 A D^-1/2`` of the user-item bipartite graph, as a coalesced torch sparse COO tensor."""
+    """``D^-1/2 A D^-1/2`` of the user-item bipartite graph, as a torch sparse CSR tensor.
+
+    CSR rather than COO: on one CPU thread its product is 2-3x faster on Gowalla's graph."""
     inter = interactions.tocoo()
     rows = np.concatenate([inter.row, inter.col + n_users])
     cols = np.concatenate([inter.col + n_users, inter.row])
@@ -24,9 +26,30 @@ def normalized_adjacency(interactions, n_users, n_items):
     adj.data[:] = 1.0  # duplicate interactions count once
     degree = np.asarray(adj.sum(axis=1)).ravel() + 1e-7
     d_inv_sqrt = sp.diags(np.power(degree, -0.5).astype(np.float32))
-    norm = (d_inv_sqrt @ adj @ d_inv_sqrt).tocoo().astype(np.float32)
-    indices = torch.from_numpy(np.vstack([norm.row, norm.col]).astype(np.int64))
-    return torch.sparse_coo_tensor(indices, torch.from_numpy(norm.data), size=norm.shape, check_invariants=True).coalesce()
+    norm = (d_inv_sqrt @ adj @ d_inv_sqrt).tocsr().astype(np.float32)
+    norm.sort_indices()
+    return torch.sparse_csr_tensor(torch.from_numpy(norm.indptr.astype(np.int64)),
+                                   torch.from_numpy(norm.indices.astype(np.int64)),
+                                   torch.from_numpy(norm.data), size=norm.shape, check_invariants=True)
+
+
+CSR_PARTS = ("adjacency_rows", "adjacency_cols", "adjacency_values")
+
+
+class SymmetricSparseProduct(torch.autograd.Function):
+    """``matrix @ dense`` for a symmetric sparse ``matrix``, whose gradient is again ``matrix @ grad``.
+
+    torch's own backward for a sparse CSR product goes through the transpose and costs 2-3x the
+    forward; symmetry makes it one more forward product."""
+
+    @staticmethod
+    def forward(ctx, matrix, dense):
+        ctx.matrix = matrix
+        return torch.sparse.mm(matrix, dense)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, torch.sparse.mm(ctx.matrix, grad)
 
 
 class MMLLightGCN(ContrastiveRecommender):
@@ -42,15 +65,24 @@ class MMLLightGCN(ContrastiveRecommender):
         self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
         adjacency = normalized_adjacency(dataset.inter_matrix(form="coo"), self.n_users, self.n_items)
-        self.register_buffer("adjacency", adjacency.to(self.device), persistent=False)
+        # Kept as its three dense parts: a CSR buffer would follow .to() but not copy.deepcopy
+        for part, tensor in zip(CSR_PARTS, (adjacency.crow_indices(), adjacency.col_indices(), adjacency.values())):
+            self.register_buffer(part, tensor.to(self.device), persistent=False)
         self.apply(xavier_uniform_initialization)
+
+    @property
+    def adjacency(self):
+        """The normalised adjacency as a CSR tensor over the buffers (a view, no copy)."""
+        n = self.n_users + self.n_items
+        return torch.sparse_csr_tensor(*(getattr(self, part) for part in CSR_PARTS), size=(n, n))
 
     def propagate(self):
         """``(user table, item table)`` after propagation."""
         layer = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
         total = layer
+        adjacency = self.adjacency
         for _ in range(self.n_layers):
-            layer = torch.sparse.mm(self.adjacency, layer)
+            layer = SymmetricSparseProduct.apply(adjacency, layer)
             total = total + layer
         return torch.split(total / (self.n_layers + 1), [self.n_users, self.n_items])
 
