@@ -1,5 +1,6 @@
 """The benchmark command: resumable runs, the statistics over seeds, the markdown table, the sweep plot."""
 
+import glob
 import math
 import os
 
@@ -15,12 +16,13 @@ from recbole_mml.benchmark import report as bench_report
 from recbole_mml.benchmark.report import markdown_table, write_report
 from recbole_mml.benchmark.results import pending_runs, per_user_path, read_per_user, state_dir
 from recbole_mml.benchmark.runner import run_benchmark
-from recbole_mml.benchmark.spec import check_spec, plan_runs
+from recbole_mml.benchmark.spec import check_spec, load_spec, plan_runs
 from recbole_mml.benchmark.stats import paired_tests, summarize, user_tests
 from recbole_mml.cli import main as cli_main
 from recbole_mml.errors import ConfigError
+from recbole_mml.quick_start import build_config
 
-from conftest import TINY_DATA
+from conftest import ROOT, TINY_DATA
 
 COMMON = {"epochs": 1, "show_progress": False, "torch_num_threads": 1, "metrics": ["Recall", "NDCG"], "topk": [20],
           "valid_metric": "NDCG@20", "data_path": TINY_DATA}
@@ -320,3 +322,19 @@ def test_runs_as_ray_tasks_give_the_rows_of_runs_in_this_process_and_a_failure_g
         assert on_ray.loc[label, "test_ndcg@20"] == here.loc[label, "test_ndcg@20"]
     # a rerun finds both rows and retries only the failed run
     assert cli_main(["benchmark", "--config", str(config), "--dry-run"]) == 0
+
+
+
+SHIPPED = sorted(glob.glob(os.path.join(ROOT, "properties", "benchmark", "*.yaml")))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=os.path.basename)
+def test_every_shipped_benchmark_gives_runs_whose_configs_pass_the_checks(path):
+    """A wrong key or value in a shipped plan fails here, not hours into a benchmark; one run per label
+    and dataset (seeds change nothing else)."""
+    runs = plan_runs(load_spec(path))
+    first = {(run["label"], run["dataset"], run["sweep_value"]): run for run in reversed(runs)}
+    for run in first.values():
+        config = build_config(run["model"], run["dataset"], config_dict=run["config"])
+        for key, value in run["config"].items():
+            assert config[key] == value, f"{os.path.basename(path)}: {run['run_id']}: {key}"
