@@ -5,7 +5,8 @@
 Everything between the two ``generated`` markers of BENCHMARKS.md is replaced; the hand-written text
 around them stays. Sources: ``time_to_quality/results.csv`` with each run's ``curve.csv`` and
 ``per_user_test.csv.gz``, ``negatives/``, ``bpr_lr/``, ``ccl_setting/``, ``learners/``, the benchmark tool's
-``ml-1m_converged/results.csv`` with ``ml-1m_enmf_lr/results.csv``, and
+``ml-1m_converged/results.csv`` with ``ml-1m_enmf_lr/results.csv``, ``gowalla_converged/`` and
+``yelp2018_converged/``, and
 ``epoch_vs_floor/<dataset>.csv``.
 """
 
@@ -32,6 +33,8 @@ LEARNERS = "learners"  # benchmarks/results/learners/: sparse against dense Adam
 BPR_LR = "bpr_lr"  # benchmarks/results/bpr_lr/: MF-BPR's learning rate, chosen on valid
 CCL_SETTING = "ccl_setting"  # benchmarks/results/ccl_setting/: CCL's margin and weight at convergence, on valid
 CONVERGED = "ml-1m_converged"  # benchmarks/results/ml-1m_converged/: every model on ml-1m, 5 seeds
+# benchmarks/results/<name>/: RecBole's baselines and the MML backbones on the real data, 3 seeds
+REAL_CONVERGED = ("gowalla_converged", "yelp2018_converged")
 ENMF_LR = "ml-1m_enmf_lr"  # benchmarks/results/ml-1m_enmf_lr/: ENMF's learning rate on ml-1m, chosen on valid
 NEGATIVES = "negatives"  # benchmarks/results/negatives/: the claim's runs (benchmarks/negatives_claim.py)
 METRICS = ("recall@20", "ndcg@20")
@@ -536,27 +539,66 @@ def pending_block(spec, results, folder, heading="**Not run yet:**"):
     return [f"{heading}\n\n{pending}"] if pending else []
 
 
-def converged_section(results, config=os.path.join(CONFIGS, f"{CONVERGED}.yaml")):
-    """ml-1m trained to early stopping (``benchmarks/results/ml-1m_converged/``, the benchmark tool's rows):
-    the seeds' table and the paired tests against the yaml's baselines; nothing while the folder has no results."""
-    path = os.path.join(results, CONVERGED, "results.csv")
+def converged_blocks(results, name, pending_heading):
+    """``(spec, runs, blocks)`` of a benchmark trained to early stopping (``benchmarks/results/<name>/``,
+    the benchmark tool's rows): the seeds' table, the paired tests against the yaml's baselines and
+    the yaml's runs still to do; ``None`` while the folder has no results."""
+    path = os.path.join(results, name, "results.csv")
     if not os.path.isfile(path):
+        return None
+    spec, runs = load_spec(os.path.join(CONFIGS, f"{name}.yaml")), pd.read_csv(path)
+    folder = os.path.join(results, name)
+    blocks, _ = summary_parts(spec, runs, lambda run_id: read_per_user(folder, run_id))
+    return spec, runs, blocks + pending_block(spec, runs, folder, pending_heading)
+
+
+def command_line(name):
+    return (f"`python run_recbole_mml.py benchmark --config properties/benchmark/{name}.yaml [--labels ...] "
+            f"[--seeds ...]` (resumes from `benchmarks/results/{name}/results.csv`)")
+
+
+def seeds_text(runs):
+    return f"seeds {', '.join(map(str, sorted(runs.seed.unique())))} ({len(runs)} runs)"
+
+
+def converged_section(results):
+    """ml-1m trained to early stopping, with ENMF's learning-rate runs; nothing while it has no results."""
+    found = converged_blocks(results, CONVERGED, "**Not run yet** (estimated from the finished seeds of the same "
+                                                 "model; \"Not run yet\" at the end has what was measured of the others):")
+    if found is None:
         return []
-    spec, runs = load_spec(config), pd.read_csv(path)
-    seeds = ", ".join(map(str, sorted(runs.seed.unique())))
-    folder = os.path.join(results, CONVERGED)
-    (table, *blocks), _ = summary_parts(spec, runs, lambda run_id: read_per_user(folder, run_id))
-    blocks += pending_block(spec, runs, folder, "**Not run yet** (estimated from the finished seeds of the same model; "
-                                        "\"Not run yet\" at the end has what was measured of the others):")
+    spec, runs, blocks = found
     return ["## ml-1m trained to early stopping",
-            f"`python run_recbole_mml.py benchmark --config {os.path.relpath(config, ROOT)} [--labels ...] [--seeds ...]` "
-            f"(resumes from `benchmarks/results/{CONVERGED}/results.csv`). ml-1m-implicit pairs, protocol "
+            f"{command_line(CONVERGED)}. ml-1m-implicit pairs, protocol "
             "`[train, valid, test]`: early stopping after 10 evaluations without a better valid NDCG@20, test "
-            f"read once, at the best valid epoch; embedding size 64, one thread; seeds {seeds} ({len(runs)} runs). "
+            f"read once, at the best valid epoch; embedding size 64, one thread; {seeds_text(runs)}. "
             "The baselines run with RecBole's defaults (LightGCN with 4x the batch and learning rate, ENMF with the learning rate chosen on valid below), the MML models with the package's (searched on ml-100k); "
             "the yaml gives each model's overrides. `epochs`: the epochs run, ten past the best one unless the epoch cap came first; times are "
             "wall seconds on the machine that ran them, beside other jobs.",
-            table, *blocks, *learning_rate_block(results, spec, runs)]
+            *blocks, *learning_rate_block(results, spec, runs)]
+
+
+def real_converged_section(results):
+    """RecBole's baselines and the MML backbones on Gowalla and Yelp2018 trained to early stopping, one
+    block per data set that has results; nothing while neither has."""
+    parts = []
+    for name in REAL_CONVERGED:
+        found = converged_blocks(results, name, "**Not run yet** (estimated from the finished seeds of the same "
+                                                "model, where one has finished; the yaml has measured epoch times):")
+        if found is not None:
+            spec, runs, blocks = found
+            parts += [f"### {', '.join(spec['datasets'])}", f"{command_line(name)}; {seeds_text(runs)}.", *blocks]
+    if not parts:
+        return []
+    return ["## RecBole's baselines on Gowalla and Yelp2018, trained to early stopping",
+            "Protocol `[train, valid, test]` of the LightGCN splits: early stopping after 5 evaluations (10 epochs) "
+            "without a better valid NDCG@20, test read once, at the best valid epoch; embedding size 64, one thread. "
+            "The baselines run with RecBole's defaults (LightGCN with 4x the batch and learning rate, ENMF with the "
+            "learning rate chosen on ml-1m); MMLSimpleX and MMLLightGCN with the author's loss setting for the data "
+            "set and the claim's fast path (1000 negatives shared by each batch, learning rate 0.005); the yaml gives "
+            "each model's overrides. MMLMF, CCL, SSM, BSL and MF-BPR are in \"The claim\" above. `epochs`: the epochs "
+            "run, ten past the best one unless the cap came first; times are wall seconds beside other jobs.",
+            *parts]
 
 
 def epoch_vs_floor_tables(results):
@@ -635,6 +677,7 @@ def generated_section(results, figure):
     parts += bpr_lr_section(results)
     parts += ccl_setting_section(results)
     parts += converged_section(results)
+    parts += real_converged_section(results)
     parts += learners_section(results)
     if len(sweep):
         parts += ["## Per-row negatives from a per-batch pool",
