@@ -5,13 +5,13 @@
     python run_recbole_mml.py benchmark ...   (see recbole_mml.benchmark)
 
 Bad input ends with one line on stderr and exit code 2; ``--debug`` shows the traceback instead.
-An interrupted search ends with one line saying how to resume it, and exit code 1.
+An interrupted search or benchmark ends with one line saying how to go on, and exit code 1.
 """
 
 import argparse
 import sys
 
-from recbole_mml.errors import ConfigError, NonFiniteLossError, SearchInterrupted
+from recbole_mml.errors import ConfigError, Interrupted, NonFiniteLossError
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 1
@@ -78,6 +78,6 @@ def main(argv=None):
             raise
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except SearchInterrupted as e:
+    except Interrupted as e:
         print(e, file=sys.stderr)
         return EXIT_INTERRUPTED

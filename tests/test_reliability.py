@@ -1,5 +1,6 @@
 """Reliability: same seed, same numbers; a killed run resumes to the same result; bad input is refused cleanly."""
 
+import contextlib
 import glob
 import os
 import re
@@ -132,6 +133,50 @@ def test_a_killed_benchmark_goes_on_from_its_run_state_to_the_uninterrupted_row(
     log = (tmp_path / "killed" / "out" / "logs" / "ENMF__ml-100k__seed-3.log").read_text()
     assert "training on from epoch" in log and log.count("epoch 0 training") == 1  # the killed attempt's log kept
     assert not (tmp_path / "killed" / "out" / "checkpoints").exists()
+
+
+def _children(pid):
+    """The pids whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                if entry.isdigit() and int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the process tree from /proc")
+def test_a_terminated_benchmark_stops_its_run_and_says_how_to_go_on(tmp_path):
+    """SIGTERM to the benchmark command ends its run's subprocess too (an orphan would train on, unseen)
+    and leaves one line naming the results file and the command that goes on, exit code 1."""
+    import yaml
+
+    spec = {"datasets": ["tiny"], "seeds": [1], "models": ["MMLMF"], "output_dir": "out",
+            "common": dict(TINY, epochs=100000, stopping_step=100000, torch_num_threads=1)}
+    (tmp_path / "bench.yaml").write_text(yaml.safe_dump(spec))
+    command, kwargs = _cli(["benchmark", "--config", "bench.yaml"], tmp_path)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True, **kwargs)
+    try:
+        state, deadline = tmp_path / "out" / "checkpoints" / "MMLMF__tiny__seed-1", time.time() + 120
+        while not (state.is_dir() and any(state.iterdir())) and time.time() < deadline:  # training has begun
+            assert process.poll() is None, process.stderr.read()[-2000:]
+            time.sleep(0.1)
+        run, = _children(process.pid)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 1
+        assert stderr.strip().splitlines()[-1] == (
+            "benchmark interrupted; the finished runs are in out/results.csv; the same command goes on from "
+            "there: python run_recbole_mml.py benchmark --config bench.yaml")
+        with pytest.raises(ProcessLookupError):
+            os.kill(run, 0)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # whatever is left of the group, pass or fail
 
 
 @pytest.mark.parametrize("args,message", [

@@ -10,9 +10,12 @@
 """
 
 import argparse
+import contextlib
 import math
 import os
+import signal
 import sys
+import threading
 from logging import getLogger
 
 import pandas as pd
@@ -24,7 +27,7 @@ from recbole_mml.benchmark.results import (
     KEY_COLUMNS, append_row, pending_runs, per_user_path, read_results, run_file, state_dir, write_per_user,
 )
 from recbole_mml.benchmark.spec import load_spec, plan_runs
-from recbole_mml.errors import ConfigError
+from recbole_mml.errors import BenchmarkInterrupted, ConfigError
 
 
 def _parser():
@@ -156,37 +159,59 @@ def run_benchmark(spec, out_dir=None, dry_run=False, report_only=False, labels=N
         return [], skipped, []
     os.makedirs(out_dir, exist_ok=True)
     ran, failed = [], []
-    progress = tqdm(total=len(pending), desc="benchmark", unit="run")
-    for run, row, error in _executions(spec, pending, out_dir, ray_options):
-        progress.update()
-        progress.set_postfix_str(run["run_id"])
-        if error:
-            failed.append(run["run_id"])
-            getLogger().error(f"benchmark run {run['run_id']} failed: {error}")
-            tqdm.write(f"failed: {run['run_id']}: {error}")
-            continue
-        scores = row.pop("per_user", None)
-        row.pop("earlier_wall_s", None)  # already in wall_time_s
-        if fill_per_user:
-            error = _not_reproduced(row, recorded.loc[run["run_id"]]) or ("" if scores else "no per-user scores")
+    with tqdm(total=len(pending), desc="benchmark", unit="run") as progress:  # closed on an interruption too
+        for run, row, error in _executions(spec, pending, out_dir, ray_options):
+            progress.update()
+            progress.set_postfix_str(run["run_id"])
             if error:
                 failed.append(run["run_id"])
+                getLogger().error(f"benchmark run {run['run_id']} failed: {error}")
                 tqdm.write(f"failed: {run['run_id']}: {error}")
                 continue
-        if scores:
-            write_per_user(out_dir, run["run_id"], scores)
-        if not fill_per_user:
-            record = {k: run[k] for k in KEY_COLUMNS}
-            record.update(row)
-            append_row(csv_path, record)
-        ran.append(run["run_id"])
-        report()
-    progress.close()
+            scores = row.pop("per_user", None)
+            row.pop("earlier_wall_s", None)  # already in wall_time_s
+            if fill_per_user:
+                error = _not_reproduced(row, recorded.loc[run["run_id"]]) or ("" if scores else "no per-user scores")
+                if error:
+                    failed.append(run["run_id"])
+                    tqdm.write(f"failed: {run['run_id']}: {error}")
+                    continue
+            if scores:
+                write_per_user(out_dir, run["run_id"], scores)
+            if not fill_per_user:
+                record = {k: run[k] for k in KEY_COLUMNS}
+                record.update(row)
+                append_row(csv_path, record)
+            ran.append(run["run_id"])
+            report()
     return ran, skipped, failed
 
 
+@contextlib.contextmanager
+def interruptible(message):
+    """SIGTERM (``kill``, ``timeout``, a job scheduler) and Ctrl+C raise BenchmarkInterrupted(message).
+
+    Without this a SIGTERM ends the driver alone and its run's subprocess trains on, orphaned;
+    an exception in the driver makes ``subprocess.run`` kill it. The run goes on from its last
+    saved state the next time the command runs (a Ray run's task ends with the driver's Ray)."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers: main thread only
+        yield
+        return
+
+    def stop(signum, frame):
+        raise BenchmarkInterrupted(message)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise BenchmarkInterrupted(message) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv=None):
-    """``run_recbole_mml.py benchmark ...``: exit code 1 if a run failed."""
+    """``run_recbole_mml.py benchmark ...``: exit code 1 if a run failed or the benchmark was interrupted."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     spec = load_spec(args.config)
@@ -203,9 +228,11 @@ def main(argv=None):
     if args.jobs or args.address:
         ray_options = {"address": args.address, "jobs": args.jobs, "cpus_per_run": args.cpus_per_run,
                        "gpus_per_run": args.gpus_per_run}
-    ran, skipped, failed = run_benchmark(spec, args.output_dir, args.dry_run, args.report_only, labels, ray_options,
-                                         seeds, args.fill_per_user)
     out_dir = args.output_dir or spec["output_dir"]
+    with interruptible(f"benchmark interrupted; the finished runs are in {os.path.join(out_dir, 'results.csv')}; "
+                       f"the same command goes on from there: {' '.join(['python run_recbole_mml.py benchmark', *argv])}"):
+        ran, skipped, failed = run_benchmark(spec, args.output_dir, args.dry_run, args.report_only, labels,
+                                             ray_options, seeds, args.fill_per_user)
     if args.fill_per_user and not args.dry_run:
         print(f"per-user scores written for {len(ran)} finished run(s), {len(failed)} failed; "
               f"report: {os.path.join(out_dir, 'results.md')}")
