@@ -35,6 +35,8 @@ import time
 import pandas as pd
 
 from recbole_mml import run_state
+from recbole_mml.benchmark.runner import interruptible
+from recbole_mml.errors import BenchmarkInterrupted
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "negatives")
@@ -239,12 +241,15 @@ def run_plan(runs, results, jobs=1, max_runs=0, deadline=None):
 
     A run finished meanwhile by another driver is skipped; a fulltrain run waits for its valid run's row;
     with ``deadline`` (epoch seconds) a run starts only if its estimate ends before it, so a budget is
-    not cut mid-run. After a failure no run starts. Returns the labels of the runs that failed."""
-    lock, queue, started, failed = threading.Lock(), list(runs), [], []
+    not cut mid-run. After a failure no run starts. SIGTERM or Ctrl+C stops the runs under way (each
+    goes on from its last saved epoch next time) and raises BenchmarkInterrupted. Returns the labels of
+    the runs that failed."""
+    lock, queue, started, failed, procs = threading.Lock(), list(runs), [], [], set()
+    stopping = threading.Event()
 
     def take():
         with lock:
-            if failed or (max_runs and len(started) >= max_runs):
+            if failed or stopping.is_set() or (max_runs and len(started) >= max_runs):
                 return None
             done = finished(results)
             done_labels = set(done.label)
@@ -268,18 +273,33 @@ def run_plan(runs, results, jobs=1, max_runs=0, deadline=None):
         while (item := take()) is not None:
             run, epochs = item
             print(f"== {run.label}", flush=True)
-            try:
-                subprocess.run(command(run.dataset, run.loss, run.negatives, run.seed, results,
-                                       fulltrain_epochs=epochs), check=True)
-            except subprocess.CalledProcessError:
+            with lock:
+                if stopping.is_set():
+                    return
+                proc = subprocess.Popen(command(run.dataset, run.loss, run.negatives, run.seed, results,
+                                                fulltrain_epochs=epochs))
+                procs.add(proc)
+            if proc.wait() != 0 and not stopping.is_set():
                 with lock:
                     failed.append(run.label)
 
     threads = [threading.Thread(target=worker) for _ in range(jobs)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    message = (f"negatives_claim: interrupted; the finished runs are in {os.path.join(results, 'results.csv')}, "
+               "and the same command goes on from there")
+    with interruptible(message):
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:  # on an interruption: no new run, and the runs under way end with this process
+            stopping.set()
+            with lock:
+                for proc in procs:
+                    if proc.poll() is None:
+                        proc.terminate()
+            for proc in procs:
+                proc.wait()
     return failed
 
 
@@ -312,7 +332,11 @@ def main(argv=None):
             if run.state != "done" and run.dataset in args.dataset and (not args.only or run.loss in args.only)
             and (not args.forms or run.negatives in args.forms) and (not args.labels or run.label in args.labels)]
     deadline = time.time() + args.hours * 3600 if args.hours else None
-    failed = run_plan(runs, results, jobs=args.jobs, max_runs=args.max_runs, deadline=deadline)
+    try:
+        failed = run_plan(runs, results, jobs=args.jobs, max_runs=args.max_runs, deadline=deadline)
+    except BenchmarkInterrupted as e:
+        print(e, file=sys.stderr)
+        return 1
     for name in failed:
         print(f"negatives_claim: run {name} failed (its output above); no run was started after it", file=sys.stderr)
     return 1 if failed else 0

@@ -2,7 +2,9 @@
 
 import importlib.util
 import os
-import subprocess
+import signal
+import sys
+import threading
 import time
 
 import numpy as np
@@ -203,7 +205,7 @@ def test_claim_plan_puts_the_claims_rows_first_and_resumes_from_finished_rows(tm
     # the estimate is a CPU thread's: the GPU run's 10 s do not count
     assert status.loc["gowalla-ccl-row10-s2020", "est_min"] == pytest.approx(130.0 / 60, abs=0.05)
     commands = []
-    monkeypatch.setattr(claim.subprocess, "run", lambda args, check: commands.append(args))
+    monkeypatch.setattr(claim.subprocess, "Popen", fake_process(lambda args: commands.append(args) or 0))
     claim.main(["--results", str(results), "--dataset", "gowalla", "--only", "CCL", "--max_runs", "2"])
     labels = [args[args.index("--label") + 1] for args in commands]
     assert labels == ["gowalla-ccl-row10-s2020", "gowalla-ccl-pool100-s2020"]
@@ -260,7 +262,7 @@ def test_claim_lists_a_stopped_run_with_a_saved_state_as_under_way_and_runs_it_o
     assert run.est_min == pytest.approx(10.0) and run.left_min == pytest.approx(7.5)
     assert status.loc["gowalla-mml-row10-s2022", "state"] == "pending"
     commands = []
-    monkeypatch.setattr(claim.subprocess, "run", lambda args, check: commands.append(args))
+    monkeypatch.setattr(claim.subprocess, "Popen", fake_process(lambda args: commands.append(args) or 0))
     claim.main(["--results", str(results), "--labels", "gowalla-mml-row10-s2021"])
     assert [args[args.index("--label") + 1] for args in commands] == ["gowalla-mml-row10-s2021"]
     table = report.claim_pending_table(str(tmp_path))
@@ -383,6 +385,26 @@ def test_verdict_counts_the_seeds_each_side_wins_significantly():
                     "3 | -0.0030 | 0 | 2 | 0.3 |")
 
 
+def fake_process(behave):
+    """A stand-in for a run's process: waiting runs ``behave(args)``, which returns the exit code."""
+    class Process:
+        def __init__(self, args):
+            self.args, self.returncode = args, None
+
+        def wait(self):
+            if self.returncode is None:
+                self.returncode = behave(self.args)
+            return self.returncode
+
+        def poll(self):
+            return self.returncode
+
+        def terminate(self):
+            raise AssertionError("no run is stopped unless the driver is")
+
+    return Process
+
+
 def test_claim_runs_two_at_a_time_and_starts_only_what_fits_the_hours(tmp_path, monkeypatch):
     results = tmp_path / "negatives"
     results.mkdir()
@@ -390,15 +412,16 @@ def test_claim_runs_two_at_a_time_and_starts_only_what_fits_the_hours(tmp_path, 
         results / "results.csv", index=False)
     running, most, ran = [], [], []
 
-    def fake_run(args, check):
+    def fake_run(args):
         name = args[args.index("--label") + 1]
         running.append(name)
         most.append(len(running))
         time.sleep(0.2)
         running.remove(name)
         ran.append(name)
+        return 0
 
-    monkeypatch.setattr(claim.subprocess, "run", fake_run)
+    monkeypatch.setattr(claim.subprocess, "Popen", fake_process(fake_run))
     gowalla_ccl = ["--results", str(results), "--dataset", "gowalla", "--only", "CCL", "--forms", "row10"]
     # each pending run is estimated at 10 minutes (the finished MML run): none fits in 0.1 hours
     assert claim.main(gowalla_ccl + ["--jobs", "2", "--hours", "0.1"]) == 0 and ran == []
@@ -409,11 +432,11 @@ def test_claim_runs_two_at_a_time_and_starts_only_what_fits_the_hours(tmp_path, 
 def test_claim_starts_no_run_after_a_failed_one_and_exits_1(tmp_path, monkeypatch, capsys):
     ran = []
 
-    def failing(args, check):
+    def failing(args):
         ran.append(args[args.index("--label") + 1])
-        raise subprocess.CalledProcessError(3, args)
+        return 3
 
-    monkeypatch.setattr(claim.subprocess, "run", failing)
+    monkeypatch.setattr(claim.subprocess, "Popen", fake_process(failing))
     assert claim.main(["--results", str(tmp_path), "--dataset", "yelp2018", "--only", "MML"]) == 1
     assert ran == ["yelp2018-mml-row10-s2020"]
     assert "run yelp2018-mml-row10-s2020 failed" in capsys.readouterr().err
@@ -423,6 +446,28 @@ def test_claim_starts_no_run_after_a_failed_one_and_exits_1(tmp_path, monkeypatc
     with pytest.raises(SystemExit):
         claim.main(["--results", str(tmp_path), "--labels", "gowalla-mml-row10-s2020", "gowalla-mml-row99"])
     assert "--labels: not in the plan: gowalla-mml-row99" in capsys.readouterr().err
+
+
+def test_a_terminated_claim_driver_stops_its_runs_and_says_how_to_go_on(tmp_path, monkeypatch, capsys):
+    """SIGTERM to the driver ends the runs under way (they would train on, orphaned) and starts no other."""
+    pids = tmp_path / "pids"
+    sleeper = f"import os, time; open({str(pids)!r}, 'a').write(f'{{os.getpid()}}\\n'); time.sleep(600)"
+    monkeypatch.setattr(claim, "command", lambda *args, **kwargs: [sys.executable, "-c", sleeper])
+
+    def terminate_when_both_run():
+        deadline = time.time() + 60
+        while not (pids.exists() and len(pids.read_text().split()) == 2) and time.time() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=terminate_when_both_run, daemon=True).start()
+    assert claim.main(["--results", str(tmp_path), "--dataset", "gowalla", "--only", "MML", "--jobs", "2"]) == 1
+    assert capsys.readouterr().err.strip().endswith("and the same command goes on from there")
+    started = [int(pid) for pid in pids.read_text().split()]
+    assert len(started) == 2  # no third run after the signal
+    for pid in started:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
 
 def test_ccl_setting_section_sets_each_setting_beside_the_claims_rows_and_tests_the_best_against_mml(tmp_path):
