@@ -35,7 +35,7 @@ import time
 import pandas as pd
 
 from recbole_mml import run_state
-from recbole_mml.benchmark.runner import interruptible
+from recbole_mml.benchmark.interrupt import interruptible
 from recbole_mml.errors import BenchmarkInterrupted
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -22,7 +22,8 @@ The yaml names the runs::
 A thin layer on :mod:`recbole_mml.quick_start`, one module per job: :mod:`~.spec` (the yaml and the
 runs it plans), :mod:`~.execute` (one run, in a subprocess or in this process), :mod:`~.results`
 (results.csv), :mod:`~.distributed` (runs as Ray tasks: ``--jobs``, ``--address``), :mod:`~.stats` (mean ± std over seeds, paired tests), :mod:`~.report` (results.md,
-the sweep plot) and :mod:`~.runner` (the command).
+the sweep plot), :mod:`~.interrupt` (SIGTERM and Ctrl+C end the run under way) and :mod:`~.runner`
+(the command).
 
 Every run is one subprocess (``isolation: inprocess`` to run in this process), so memory of one
 run (EASE's dense item matrix) is freed before the next. A run appends one row to results.csv

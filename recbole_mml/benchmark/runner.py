@@ -10,24 +10,22 @@
 """
 
 import argparse
-import contextlib
 import math
 import os
-import signal
 import sys
-import threading
 from logging import getLogger
 
 import pandas as pd
 from tqdm import tqdm
 
 from recbole_mml.benchmark.execute import execute, run_subprocess
+from recbole_mml.benchmark.interrupt import interruptible
 from recbole_mml.benchmark.report import under_way_note, write_report
 from recbole_mml.benchmark.results import (
     KEY_COLUMNS, append_row, pending_runs, per_user_path, read_results, run_file, state_dir, write_per_user,
 )
 from recbole_mml.benchmark.spec import load_spec, plan_runs
-from recbole_mml.errors import BenchmarkInterrupted, ConfigError
+from recbole_mml.errors import ConfigError
 
 
 def _parser():
@@ -185,29 +183,6 @@ def run_benchmark(spec, out_dir=None, dry_run=False, report_only=False, labels=N
             ran.append(run["run_id"])
             report()
     return ran, skipped, failed
-
-
-@contextlib.contextmanager
-def interruptible(message):
-    """SIGTERM (``kill``, ``timeout``, a job scheduler) and Ctrl+C raise BenchmarkInterrupted(message).
-
-    Without this a SIGTERM ends the driver alone and its run's subprocess trains on, orphaned;
-    an exception in the driver makes ``subprocess.run`` kill it. The run goes on from its last
-    saved state the next time the command runs (a Ray run's task ends with the driver's Ray)."""
-    if threading.current_thread() is not threading.main_thread():  # signal handlers: main thread only
-        yield
-        return
-
-    def stop(signum, frame):
-        raise BenchmarkInterrupted(message)
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    except KeyboardInterrupt:
-        raise BenchmarkInterrupted(message) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv=None):

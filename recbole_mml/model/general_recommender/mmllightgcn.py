@@ -72,9 +72,12 @@ class MMLLightGCN(ContrastiveRecommender):
 
     @property
     def adjacency(self):
-        """The normalised adjacency as a CSR tensor over the buffers (a view, no copy)."""
+        """The normalised adjacency as a CSR tensor over the buffers (a view, no copy).
+
+        The buffers came from a CSR tensor torch built, so its invariants are not checked again per batch."""
         n = self.n_users + self.n_items
-        return torch.sparse_csr_tensor(*(getattr(self, part) for part in CSR_PARTS), size=(n, n))
+        return torch.sparse_csr_tensor(*(getattr(self, part) for part in CSR_PARTS), size=(n, n),
+                                       check_invariants=False)
 
     def propagate(self):
         """``(user table, item table)`` after propagation."""
