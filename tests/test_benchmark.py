@@ -3,6 +3,7 @@
 import glob
 import math
 import os
+import time
 
 import numpy as np
 import pandas as pd
@@ -176,8 +177,8 @@ def test_benchmark_runs_each_run_once_and_resumes(workdir):
     assert "| tiny | MMLMF-10 |" in (workdir / "bench" / "results.md").read_text()
     assert not (workdir / "bench" / "checkpoints").exists()  # a finished run's resumable state is removed
 
-    ran, skipped, failed = run_benchmark(check_spec(spec))
-    assert (ran, failed, len(skipped)) == ([], [], 2)
+    ran, skipped, failed, late = run_benchmark(check_spec(spec))
+    assert (ran, failed, late, len(skipped)) == ([], [], [], 2)
     assert len(pd.read_csv(workdir / "bench" / "results.csv")) == 2
 
     # each run kept its per-user test scores, whose means are the row's metrics
@@ -256,6 +257,38 @@ def test_labels_and_seeds_select_the_runs_of_this_invocation(workdir, capsys):
     assert err.count("\n") == 2 and not os.path.exists(workdir / "sel")
 
 
+def test_hours_starts_only_the_runs_whose_estimate_ends_in_time(workdir, capsys):
+    """``--hours``: a run starts while its estimate (its setting's finished seeds) still fits; one estimated
+    past the limit, or with no finished seed to estimate from, is left for the next invocation."""
+    spec = {"output_dir": str(workdir / "h"), "datasets": ["tiny"], "seeds": [3, 4], "common": COMMON,
+            "isolation": "inprocess", "models": ["BPR", {"label": "SLOW", "model": "MMLMF"},
+                                                   {"label": "NEW", "model": "MMLMF"}]}
+    config = workdir / "h.yaml"
+    config.write_text(yaml.safe_dump(spec))
+    os.makedirs(workdir / "h")
+    pd.DataFrame([{"run_id": f"{label}|tiny|seed=3", "label": label, "model": model, "dataset": "tiny", "seed": 3,
+                   "sweep_key": "", "sweep_value": np.nan, "test_recall@20": 0.1, "test_ndcg@20": 0.1,
+                   "wall_time_s": wall} for label, model, wall in [("BPR", "BPR", 60.0), ("SLOW", "MMLMF", 7200.0)]]
+                 ).to_csv(workdir / "h" / "results.csv", index=False)
+    assert cli_main(["benchmark", "--config", str(config), "--hours", "1"]) == 0
+    out = capsys.readouterr().out
+    assert pd.read_csv(workdir / "h" / "results.csv").run_id.tolist()[-1] == "BPR|tiny|seed=4"
+    assert "1 run(s) done, 2 already in" in out
+    assert "3 not started: no estimate, or their estimate ends past --hours 1 (--dry-run lists them): " \
+           "NEW|tiny|seed=3, SLOW|tiny|seed=4, NEW|tiny|seed=4" in out
+    assert cli_main(["benchmark", "--config", str(config), "--hours", "0"]) == 2
+    assert capsys.readouterr().err == "error: --hours: expected a number of hours > 0, got 0.0\n"
+
+
+def test_a_ray_task_past_its_latest_start_returns_without_running():
+    from recbole_mml.benchmark.distributed import run_task
+
+    missing = {"run_id": "X", "model": "NoSuchModel", "dataset": "none", "config": {}}
+    assert run_task(missing, 1, None, start_by=time.time() - 1) is None
+    with pytest.raises(Exception):  # the same task in time runs it
+        run_task(missing, 1, None, start_by=time.time() + 3600)
+
+
 def test_pending_runs_are_estimated_from_the_finished_seeds_of_their_setting_and_reported():
     spec = check_spec({"datasets": ["d"], "seeds": [1, 2, 3], "models": ["A", "B"],
                        "sweep": {"key": "num_negatives", "values": [10, 100]}})
@@ -316,7 +349,7 @@ def test_runs_as_ray_tasks_give_the_rows_of_runs_in_this_process_and_a_failure_g
     assert cli_main(["benchmark", "--config", str(config), "--jobs", "2"]) == 1  # BAD failed
     on_ray = pd.read_csv(workdir / "ray" / "results.csv").set_index("label")
     assert sorted(on_ray.index) == ["BPR", "MMLMF-10"]
-    ran, _, failed = run_benchmark(check_spec(dict(spec, output_dir=str(workdir / "here"), models=models[:2])))
+    ran, _, failed, _ = run_benchmark(check_spec(dict(spec, output_dir=str(workdir / "here"), models=models[:2])))
     here = pd.read_csv(workdir / "here" / "results.csv").set_index("label")
     for label in ("BPR", "MMLMF-10"):
         assert on_ray.loc[label, "test_ndcg@20"] == here.loc[label, "test_ndcg@20"]

@@ -7,15 +7,19 @@ in a subprocess; its torch threads are its CPU budget, unless the run's config s
 """
 
 import os
+import time
 
 from recbole_mml.benchmark.execute import execute
 from recbole_mml.benchmark.results import state_dir
 
 
-def run_task(run, cpus, workdir, per_user=False, out_dir=None, every_s=None):
+def run_task(run, cpus, workdir, per_user=False, out_dir=None, every_s=None, start_by=None):
     """One run inside a Ray worker, in the driver's working folder where this node has it (relative
     ``data_path`` values then mean what they mean to the driver), resumable through its folder under
-    ``out_dir`` on this node."""
+    ``out_dir`` on this node. None, without running, once ``start_by`` (epoch seconds) has passed: a
+    task waits for a free CPU, so only the task knows when it would start."""
+    if start_by is not None and time.time() > start_by:
+        return None
     if workdir and os.path.isdir(workdir):
         os.chdir(workdir)
     config = dict(run["config"])
@@ -25,9 +29,11 @@ def run_task(run, cpus, workdir, per_user=False, out_dir=None, every_s=None):
 
 
 def run_on_ray(runs, address=None, jobs=None, cpus_per_run=1, gpus_per_run=0, per_user=False, out_dir=None,
-               every_s=None):
+               every_s=None, start_by=None):
     """Yield ``(run, row, error)`` for every run, in the order they finish; each row carries its
-    per-user test scores when ``per_user`` (they come back to the driver, which writes them).
+    per-user test scores when ``per_user`` (they come back to the driver, which writes them). A run
+    whose latest start in ``start_by`` (run id -> epoch seconds) had passed when a CPU came free
+    yields ``(run, None, None)``.
 
     Without ``address`` a private local Ray with ``jobs`` CPUs is started (and shut down at the
     end); with one, the runs go to that cluster. A run that fails yields its last error line and
@@ -42,7 +48,9 @@ def run_on_ray(runs, address=None, jobs=None, cpus_per_run=1, gpus_per_run=0, pe
         attach_ray(address) if address else init_local_ray(num_cpus=jobs)
     try:
         task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(run_task)
-        pending = {task.remote(run, cpus_per_run, os.getcwd(), per_user, out_dir, every_s): run for run in runs}
+        start_by = start_by or {}
+        pending = {task.remote(run, cpus_per_run, os.getcwd(), per_user, out_dir, every_s,
+                               start_by.get(run["run_id"])): run for run in runs}
         while pending:
             (done,), _ = ray.wait(list(pending), num_returns=1)
             run = pending.pop(done)

@@ -5,6 +5,7 @@
     python run_recbole_mml.py benchmark --config my.yaml --report-only  (rebuild results.md)
     python run_recbole_mml.py benchmark --config my.yaml --seeds 2020   (one seed of every model first)
     python run_recbole_mml.py benchmark --config my.yaml --jobs 2       (two runs at a time, as Ray tasks)
+    python run_recbole_mml.py benchmark --config my.yaml --hours 3      (only the runs whose estimate fits)
     python run_recbole_mml.py benchmark --config my.yaml --address=auto (the runs on an existing Ray cluster)
     python run_recbole_mml.py benchmark --config my.yaml --fill-per-user (per-user scores of older rows)
 """
@@ -13,6 +14,7 @@ import argparse
 import math
 import os
 import sys
+import time
 from logging import getLogger
 
 import pandas as pd
@@ -48,6 +50,10 @@ def _parser():
                         help="run as Ray tasks on an existing cluster: 'auto' or ip:port")
     parser.add_argument("--cpus_per_run", type=float, default=1, help="CPUs of each Ray task (its torch threads)")
     parser.add_argument("--gpus_per_run", type=float, default=0, help="GPUs of each Ray task (fractions share one)")
+    parser.add_argument("--hours", type=float, default=None,
+                        help="start a run only while its estimated wall time still ends within this many hours "
+                             "of now (a job's time limit); a run no seed of whose setting has finished has no "
+                             "estimate and is not started")
     parser.add_argument("--fill-per-user", action="store_true",
                         help="rerun the finished runs that kept no per-user test scores, to write them (each "
                              "rerun must reproduce its row's test metrics); results.csv is left as it is")
@@ -55,15 +61,20 @@ def _parser():
     return parser
 
 
-def _executions(spec, pending, out_dir, ray_options):
+def _executions(spec, pending, out_dir, ray_options, start_by):
     """``(run, row, error)`` for every pending run: Ray tasks when ``ray_options`` says so, else one
-    after another (a subprocess each, or in this process)."""
+    after another (a subprocess each, or in this process). A run whose time in ``start_by`` (run id
+    -> latest start, epoch seconds) has passed when its turn comes is not started: ``(run, None, None)``."""
     if ray_options:
         from recbole_mml.benchmark.distributed import run_on_ray
 
-        yield from run_on_ray(pending, per_user=True, out_dir=out_dir, every_s=spec["resume_every_s"], **ray_options)
+        yield from run_on_ray(pending, per_user=True, out_dir=out_dir, every_s=spec["resume_every_s"],
+                              start_by=start_by, **ray_options)
         return
     for run in pending:
+        if time.time() > start_by.get(run["run_id"], math.inf):
+            yield run, None, None
+            continue
         log_path = os.path.join(out_dir, "logs", run_file(run["run_id"]) + ".log")
         resume = {"state_dir": state_dir(out_dir, run["run_id"]), "every_s": spec["resume_every_s"]}
         if spec["isolation"] == "subprocess":
@@ -112,9 +123,18 @@ def _not_reproduced(row, recorded):
     return ""
 
 
+def _latest_starts(pending, results, out_dir, hours):
+    """Run id -> the latest time (epoch seconds) it may start and still end within ``hours`` of now, by
+    its estimate from the finished seeds of its setting (less what a stopped run already spent); a run
+    without an estimate never may."""
+    deadline = time.time() + hours * 3600
+    left = pending_runs(pending, results, out_dir).set_index("run_id")["left_min"]
+    return {run_id: deadline - minutes * 60 if pd.notna(minutes) else -math.inf for run_id, minutes in left.items()}
+
+
 def run_benchmark(spec, out_dir=None, dry_run=False, report_only=False, labels=None, ray_options=None, seeds=None,
-                  fill_per_user=False):
-    """Run every planned run not yet in results.csv; returns (ran, skipped, failed) run ids.
+                  fill_per_user=False, hours=None):
+    """Run every planned run not yet in results.csv; returns (ran, skipped, failed, late) run ids.
 
     A run killed before its row was written (the machine stopped, the process killed) goes on from
     its last saved epoch the next time it runs (its folder under ``checkpoints/``, see
@@ -126,6 +146,9 @@ def run_benchmark(spec, out_dir=None, dry_run=False, report_only=False, labels=N
 
     ``labels`` and ``seeds`` restrict this invocation to some models and seeds, so cheap runs, or one
     seed of every model, can go before the rest; the results of all invocations share one results.csv.
+
+    ``hours`` bounds this invocation (a job's time limit): a run starts only while its estimated end is
+    within ``hours`` of the call; the others are ``late``, left for the next invocation.
 
     ``fill_per_user`` reruns instead the finished runs without per-user scores (rows from before they
     were kept) and writes their scores where the rerun reproduces the row's test metrics, the
@@ -154,13 +177,17 @@ def run_benchmark(spec, out_dir=None, dry_run=False, report_only=False, labels=N
             _print_pending(pending, results, out_dir)
         if report_only and len(results):
             report()
-        return [], skipped, []
+        return [], skipped, [], []
     os.makedirs(out_dir, exist_ok=True)
-    ran, failed = [], []
+    start_by = _latest_starts(pending, results, out_dir, hours) if hours is not None else {}
+    ran, failed, late = [], [], []
     with tqdm(total=len(pending), desc="benchmark", unit="run") as progress:  # closed on an interruption too
-        for run, row, error in _executions(spec, pending, out_dir, ray_options):
+        for run, row, error in _executions(spec, pending, out_dir, ray_options, start_by):
             progress.update()
             progress.set_postfix_str(run["run_id"])
+            if row is None and error is None:
+                late.append(run["run_id"])
+                continue
             if error:
                 failed.append(run["run_id"])
                 getLogger().error(f"benchmark run {run['run_id']} failed: {error}")
@@ -182,7 +209,7 @@ def run_benchmark(spec, out_dir=None, dry_run=False, report_only=False, labels=N
                 append_row(csv_path, record)
             ran.append(run["run_id"])
             report()
-    return ran, skipped, failed
+    return ran, skipped, failed, late
 
 
 def main(argv=None):
@@ -199,6 +226,8 @@ def main(argv=None):
             raise ConfigError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs: expected an integer >= 1, got {args.jobs}")
+    if args.hours is not None and not args.hours > 0:
+        raise ConfigError(f"--hours: expected a number of hours > 0, got {args.hours}")
     ray_options = None
     if args.jobs or args.address:
         ray_options = {"address": args.address, "jobs": args.jobs, "cpus_per_run": args.cpus_per_run,
@@ -206,12 +235,15 @@ def main(argv=None):
     out_dir = args.output_dir or spec["output_dir"]
     with interruptible(f"benchmark interrupted; the finished runs are in {os.path.join(out_dir, 'results.csv')}; "
                        f"the same command goes on from there: {' '.join(['python run_recbole_mml.py benchmark', *argv])}"):
-        ran, skipped, failed = run_benchmark(spec, args.output_dir, args.dry_run, args.report_only, labels,
-                                             ray_options, seeds, args.fill_per_user)
+        ran, skipped, failed, late = run_benchmark(spec, args.output_dir, args.dry_run, args.report_only, labels,
+                                                   ray_options, seeds, args.fill_per_user, args.hours)
     if args.fill_per_user and not args.dry_run:
         print(f"per-user scores written for {len(ran)} finished run(s), {len(failed)} failed; "
               f"report: {os.path.join(out_dir, 'results.md')}")
     elif not args.dry_run:
         print(f"{len(ran)} run(s) done, {len(skipped)} already in {os.path.join(out_dir, 'results.csv')}, "
               f"{len(failed)} failed; report: {os.path.join(out_dir, 'results.md')}")
+        if late:
+            print(f"{len(late)} not started: no estimate, or their estimate ends past --hours {args.hours:g} "
+                  f"(--dry-run lists them): {', '.join(late)}")
     return 1 if failed else 0
