@@ -6,8 +6,12 @@ touches at most 2,148 rows. RecBole's ``sparse_adam`` hands every parameter to
 ``torch.optim.SparseAdam``, which fails on the first dense gradient; here the embedding tables built
 with ``sparse=True`` go to a lazy Adam with SparseAdam's arithmetic (:class:`RowAdam`) and every other parameter (attention layers, a graph
 backbone's tables) to Adam, with one optimizer interface for RecBole's trainer and checkpoints.
+
+:func:`fused` rebuilds an optimizer with torch's fused kernel (``fused_optimizer: True``): on CPU torch's
+default goes over all the parameters once per operation of the update, several times per step.
 """
 
+import inspect
 import math
 
 import torch
@@ -17,6 +21,27 @@ from torch import nn, optim
 def sparse_parameters(model):
     """The weights of ``model``'s embedding tables that produce sparse gradients."""
     return [m.weight for m in model.modules() if isinstance(m, nn.Embedding) and m.sparse and m.weight.requires_grad]
+
+
+FUSABLE = (optim.Adam, optim.AdamW, optim.SGD, optim.Adagrad)
+
+
+def fused(optimizer):
+    """``optimizer`` rebuilt, before its first step, with the same parameter groups and settings and
+    torch's fused kernel: the same update in one pass over each parameter (equal up to rounding).
+
+    Returned as it is where torch has no fused kernel for its class, parameters or device.
+    """
+    if type(optimizer) not in FUSABLE:
+        return optimizer
+    drop = ("fused", "foreach")
+    groups = [{k: v for k, v in group.items() if k not in drop} for group in optimizer.param_groups]
+    accepted = inspect.signature(type(optimizer)).parameters  # AdamW keeps a default it takes no argument for
+    settings = {k: v for k, v in optimizer.defaults.items() if k not in drop and k in accepted}
+    try:
+        return type(optimizer)(groups, **settings, fused=True)
+    except RuntimeError:  # sparse or non-float parameters, or a device without the kernel
+        return optimizer
 
 
 class RowAdam(optim.Optimizer):
@@ -62,9 +87,10 @@ class RowAdam(optim.Optimizer):
 
 
 class LazyAdam:
-    """Lazy Adam (:class:`RowAdam`) on sparse embedding tables, ``Adam`` (with ``weight_decay``) on the rest."""
+    """Lazy Adam (:class:`RowAdam`) on sparse embedding tables, ``Adam`` (with ``weight_decay``; fused
+    with ``fuse``) on the rest."""
 
-    def __init__(self, model, lr, weight_decay=0.0):
+    def __init__(self, model, lr, weight_decay=0.0, fuse=False):
         sparse = sparse_parameters(model)
         sparse_ids = {id(p) for p in sparse}
         dense = [p for p in model.parameters() if p.requires_grad and id(p) not in sparse_ids]
@@ -72,7 +98,8 @@ class LazyAdam:
         if sparse:
             self.optimizers.append(RowAdam(sparse, lr=lr))
         if dense:
-            self.optimizers.append(optim.Adam(dense, lr=lr, weight_decay=weight_decay))
+            adam = optim.Adam(dense, lr=lr, weight_decay=weight_decay)
+            self.optimizers.append(fused(adam) if fuse else adam)
 
     @property
     def param_groups(self):

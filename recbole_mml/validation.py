@@ -81,6 +81,15 @@ def check_numeric_values(config):
             raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
 
 
+def check_bool_values(config):
+    """A key whose default is True or False must be given True or False (``fused_optimizer: 'no'`` would
+    count as True)."""
+    for key, value in config.external_config_dict.items():
+        default = config.internal_config_dict.get(key)
+        if isinstance(default, bool) and value is not None and not isinstance(value, bool):
+            raise ConfigError(f"config key '{key}': expected True or False, got {value!r}")
+
+
 # Keys RecBole needs as integers >= 1: epochs=0 or -3 used to report the test metrics of an untrained model.
 POSITIVE_INTEGER_KEYS = ("epochs", "train_batch_size", "eval_batch_size")
 # List keys for which RecBole itself wraps a single value into a list.
@@ -138,6 +147,7 @@ def validate_config(config):
     """All checks, then the model's own ``check_config`` if it has one."""
     check_unknown_keys(config)
     check_numeric_values(config)
+    check_bool_values(config)
     check_list_values(config)
     check_ranges(config)
     check_valid_metric_bigger(config)

@@ -15,7 +15,7 @@ from recbole_mml.errors import ConfigError
 from recbole_mml.model.general_recommender import MMLLightGCN, MMLMF, MMLSimpleX
 from recbole_mml.quick_start import build_config, run
 from recbole_mml.registry import get_model, get_trainer, own_model_names
-from recbole_mml.trainer import MMLTrainer, RunCheckpoints, with_run_checkpoints
+from recbole_mml.trainer import FusedOptimizer, MMLTrainer, RunCheckpoints, with_run_checkpoints
 
 from conftest import TINY
 
@@ -79,7 +79,8 @@ def test_trainers_ours_for_our_models_recbole_for_theirs_all_with_recbole_mmls_c
     config = Config("RecVAE", "ml-100k")
     assert get_trainer(config["MODEL_TYPE"], "MMLMF") is MMLTrainer
     bpr, recvae = get_trainer(config["MODEL_TYPE"], "BPR"), get_trainer(config["MODEL_TYPE"], "RecVAE")
-    assert bpr.__bases__ == (RunCheckpoints, Trainer) and recvae.__bases__ == (RunCheckpoints, RecVAETrainer)
+    assert bpr.__bases__ == (RunCheckpoints, FusedOptimizer, Trainer)
+    assert recvae.__bases__ == (RunCheckpoints, FusedOptimizer, RecVAETrainer)
     assert get_trainer(config["MODEL_TYPE"], "BPR") is bpr  # one class per RecBole trainer
     assert "_save_checkpoint" not in vars(Trainer) or Trainer._save_checkpoint is not RunCheckpoints._save_checkpoint
     assert with_run_checkpoints(DecisionTreeTrainer) is DecisionTreeTrainer  # saves its own way: left as it is

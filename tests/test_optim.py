@@ -1,10 +1,15 @@
-"""RowAdam: SparseAdam's update on the touched rows, interchangeable with SparseAdam."""
+"""RowAdam: SparseAdam's update on the touched rows, interchangeable with SparseAdam; fused: the same
+optimizer with torch's fused kernel, and through the trainers with ``fused_optimizer``."""
 
 import pytest
 import torch
 from torch import optim
 
-from recbole_mml.optim import RowAdam
+from recbole_mml.errors import ConfigError
+from recbole_mml.optim import LazyAdam, RowAdam, fused
+from recbole_mml.quick_start import build_config, build_trainer, prepare_data
+
+from conftest import TINY
 
 
 def sparse_grad(rows, values, shape):
@@ -45,3 +50,58 @@ def test_row_adam_and_sparse_adam_states_load_into_each_other():
     back.load_state_dict(ours.state_dict())
     assert ours.state[param]["step"] == back.state[param]["step"] == 1
     torch.testing.assert_close(back.state[param]["exp_avg"], sparse.state[param]["exp_avg"])
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: optim.Adam(p, lr=0.01, weight_decay=1e-4, amsgrad=True),
+    lambda p: optim.AdamW(p, lr=0.01, betas=(0.8, 0.99)),
+    lambda p: optim.SGD(p, lr=0.1, momentum=0.9),
+    lambda p: optim.Adagrad(p, lr=0.1),
+])
+def test_fused_keeps_groups_and_settings_and_the_update_up_to_rounding(make):
+    torch.manual_seed(2)
+    reference = [torch.nn.Parameter(torch.randn(40, 8)), torch.nn.Parameter(torch.randn(8))]
+    ours = [torch.nn.Parameter(p.detach().clone()) for p in reference]
+    start = [p.detach().clone() for p in reference]
+    ref_opt = make([{"params": reference[:1]}, {"params": reference[1:], "lr": 0.003}])
+    our_opt = fused(make([{"params": ours[:1]}, {"params": ours[1:], "lr": 0.003}]))
+    assert type(our_opt) is type(ref_opt) and all(g["fused"] for g in our_opt.param_groups)
+    assert not any(g["fused"] for g in ref_opt.param_groups)
+    for ref_group, our_group in zip(ref_opt.param_groups, our_opt.param_groups):
+        assert {k: v for k, v in our_group.items() if k not in ("params", "fused", "foreach")} == \
+               {k: v for k, v in ref_group.items() if k not in ("params", "fused", "foreach")}
+    for _ in range(30):
+        grads = [torch.randn_like(p) for p in reference]
+        for params, opt in ((reference, ref_opt), (ours, our_opt)):
+            for param, grad in zip(params, grads):
+                param.grad = grad.clone()
+            opt.step()
+    for ref, our, before in zip(reference, ours, start):
+        torch.testing.assert_close(our, ref, rtol=1e-5, atol=1e-6)
+        assert (ref - before).abs().max() > 0.01  # the steps moved the weights
+
+
+def test_fused_leaves_what_torch_cannot_fuse_as_it_is():
+    sparse = optim.SparseAdam([torch.nn.Parameter(torch.randn(5, 2))])
+    assert fused(sparse) is sparse
+    rmsprop = optim.RMSprop([torch.nn.Parameter(torch.randn(5, 2))])
+    assert fused(rmsprop) is rmsprop
+    double = optim.Adam([torch.nn.Parameter(torch.randn(5, 2, dtype=torch.float64))])
+    assert fused(double).param_groups[0]["fused"]  # float64 has a fused kernel too
+
+
+@pytest.mark.parametrize("fuse", [False, True])
+def test_fused_optimizer_reaches_recbole_and_recbole_mml_trainers(workdir, fuse):
+    """RecBole's BPR (RecBole's trainer) and MMLSimpleX with ``sparse_adam`` (LazyAdam's dense part:
+    the aggregation layer) get fused optimizers only when asked."""
+    for model, extra in (("BPR", {}), ("MMLSimpleX", {"learner": "sparse_adam", "aggregator": "user_attention"})):
+        config = build_config(model, "tiny", config_dict=dict(TINY, fused_optimizer=fuse, **extra))
+        dataset, train_data, _, _ = prepare_data(config)
+        optimizer = build_trainer(config, dataset, train_data).optimizer
+        dense = optimizer.optimizers[-1] if isinstance(optimizer, LazyAdam) else optimizer
+        assert isinstance(dense, optim.Adam) and bool(dense.param_groups[0]["fused"]) is fuse
+
+
+def test_fused_optimizer_must_be_true_or_false():
+    with pytest.raises(ConfigError, match="config key 'fused_optimizer': expected True or False, got 'no'"):
+        build_config("BPR", "tiny", config_dict=dict(TINY, fused_optimizer="no"))

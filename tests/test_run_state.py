@@ -49,8 +49,9 @@ def last_state(monkeypatch):
 
 
 # BPR draws negatives from NumPy's stream, ENMF dropout masks from torch's, both shuffle with the
-# loader's generator; MMLMF reseeds its streams at every epoch
-@pytest.mark.parametrize("model, overrides", [("BPR", {}), ("ENMF", {"train_batch_size": 32}),
+# loader's generator; MMLMF reseeds its streams at every epoch; a fused Adam's state resumes as Adam's
+@pytest.mark.parametrize("model, overrides", [("BPR", {}), ("BPR", {"fused_optimizer": True}),
+                                              ("ENMF", {"train_batch_size": 32}),
                                               ("MMLMF", {"num_negatives": 10})])
 def test_a_killed_run_resumes_to_the_row_of_the_run_never_killed(workdir, monkeypatch, model, overrides):
     monkeypatch.setattr(run_state, "SAVE_EVERY_S", 0.0)
