@@ -601,8 +601,9 @@ def real_converged_section(results):
             *parts]
 
 
-def epoch_vs_floor_tables(results):
-    folder = os.path.join(results, "epoch_vs_floor")
+def csv_tables(results, name):
+    """Each CSV table under ``results/<name>/``, titled by its file name."""
+    folder = os.path.join(results, name)
     parts = []
     for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
         if name.endswith(".csv"):
@@ -687,12 +688,23 @@ def generated_section(results, figure):
                   "positive (the published form); `shared`: one set of N for the batch. `x shared epoch`: epoch time "
                   "over the shared form's of the same seed (the seeds ran at different times, under different load).",
                   pool_sweep_table(sweep)]
-    floors = epoch_vs_floor_tables(results)
+    floors = csv_tables(results, "epoch_vs_floor")
     if floors:
         parts += ["## One epoch against the plain-torch floor",
                   "`python benchmarks/epoch_vs_floor.py --dataset gowalla --repeats 3`: model epochs and floor epochs "
                   "alternate in one process, medians of the repeats, ratio to the sparse floor.",
                   floors]
+    fused = csv_tables(results, "fused_optimizer")
+    if fused:
+        parts += ["## Fused optimizer",
+                  "`python benchmarks/fused_optimizer.py --config properties/benchmark/gowalla_converged.yaml "
+                  "--steps 20 --repeats 3 --out benchmarks/results/fused_optimizer/gowalla.csv`: each model of the "
+                  "benchmark, one thread, built twice from the same weights, RecBole's optimizer against "
+                  "`fused_optimizer: True`, on the same 20 training batches and random streams; seconds per step "
+                  "(medians of the 3 alternating repeats), the loader's seconds per batch, the epoch they make "
+                  "(batches x (loader + step)) and the largest weight difference after the steps. Measured "
+                  "beside two other single-thread runs: read the ratios, not the seconds.",
+                  fused]
     parts.append(END)
     return "\n\n".join(parts)
 

@@ -24,24 +24,25 @@ def sparse_parameters(model):
 
 
 FUSABLE = (optim.Adam, optim.AdamW, optim.SGD, optim.Adagrad)
+FUSED_DEVICES = ("cpu", "cuda")  # where torch has these classes' fused kernels
 
 
 def fused(optimizer):
     """``optimizer`` rebuilt, before its first step, with the same parameter groups and settings and
     torch's fused kernel: the same update in one pass over each parameter (equal up to rounding).
 
-    Returned as it is where torch has no fused kernel for its class, parameters or device.
+    Returned as it is where torch has no fused kernel for its class or its parameters (real floating
+    point, on CPU or CUDA), and when it is ``differentiable``.
     """
-    if type(optimizer) not in FUSABLE:
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    if type(optimizer) not in FUSABLE or optimizer.defaults.get("differentiable") or not all(
+            p.is_floating_point() and p.device.type in FUSED_DEVICES for p in params):
         return optimizer
     drop = ("fused", "foreach")
     groups = [{k: v for k, v in group.items() if k not in drop} for group in optimizer.param_groups]
     accepted = inspect.signature(type(optimizer)).parameters  # AdamW keeps a default it takes no argument for
     settings = {k: v for k, v in optimizer.defaults.items() if k not in drop and k in accepted}
-    try:
-        return type(optimizer)(groups, **settings, fused=True)
-    except RuntimeError:  # sparse or non-float parameters, or a device without the kernel
-        return optimizer
+    return type(optimizer)(groups, **settings, fused=True)
 
 
 class RowAdam(optim.Optimizer):

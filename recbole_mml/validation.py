@@ -1,4 +1,5 @@
-"""Config checks RecBole does not make: unknown keys, non-numeric numbers, ranges, lists, model-specific values.
+"""Config checks RecBole does not make: unknown keys, non-numeric numbers, non-boolean switches, ranges,
+lists, model-specific values.
 
 RecBole silently ignores a misspelt key (``--margin=0.8`` for a model whose key is ``margins``
 trains with the default), accepts ``--epochs=ten`` until it crashes deep in training and reports

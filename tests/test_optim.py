@@ -86,6 +86,10 @@ def test_fused_leaves_what_torch_cannot_fuse_as_it_is():
     assert fused(sparse) is sparse
     rmsprop = optim.RMSprop([torch.nn.Parameter(torch.randn(5, 2))])
     assert fused(rmsprop) is rmsprop
+    complex_ = optim.Adam([torch.nn.Parameter(torch.randn(5, 2, dtype=torch.complex64))])
+    assert fused(complex_) is complex_
+    meta = optim.Adam([torch.nn.Parameter(torch.empty(5, 2, device="meta"))])
+    assert fused(meta) is meta
     double = optim.Adam([torch.nn.Parameter(torch.randn(5, 2, dtype=torch.float64))])
     assert fused(double).param_groups[0]["fused"]  # float64 has a fused kernel too
 

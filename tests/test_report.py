@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import re
 import signal
 import sys
 import threading
@@ -87,6 +88,9 @@ def results(tmp_path):
     (folder / "epoch_vs_floor").mkdir()
     pd.DataFrame({"run": ["MMLMF learner=sparse_adam"], "epoch_s": [11.0], "over_sparse_floor": [1.1]}).to_csv(
         folder / "epoch_vs_floor" / "gowalla.csv", index=False)
+    (folder / "fused_optimizer").mkdir()
+    pd.DataFrame({"label": ["BPR"], "step_s": [0.06], "fused_step_s": [0.02], "speedup": [2.5]}).to_csv(
+        folder / "fused_optimizer" / "gowalla.csv", index=False)
     return folder
 
 
@@ -100,6 +104,8 @@ def test_report_writes_tables_and_user_level_tests_and_keeps_the_hand_written_te
     text = out.read_text()
     assert text.startswith("# Benchmarks\n\nhand-written intro\n")
     assert text.count(report.BEGIN) == 1 and text.count(report.END) == 1
+    fused = text.split("## Fused optimizer", 1)[1].split(report.END)[0]  # the committed CSV, as a table
+    assert "**gowalla**" in fused and re.search(r"\| BPR +\| +0\.06 \| +0\.02 \| +2\.5 \|", fused)
     assert "| g-mml | gowalla | [train, valid, test] | MML | 100 shared |" in text
     assert (tmp_path / "docs" / "time_to_quality.png").stat().st_size > 0
     # the pool sweep: mean +- std over the two seeds, epoch time over the shared form's
