@@ -90,7 +90,8 @@ def get_model(model_name):
 def get_trainer(model_type, model_name):
     """``recbole_mml.trainer.<Model>Trainer`` if defined, MMLTrainer for recbole_mml's contrastive
     models, else RecBole's choice (as RecBole-GNN's ``get_trainer``; models do not import trainers),
-    with recbole_mml's checkpoint handling (:class:`recbole_mml.trainer.RunCheckpoints`)."""
+    with recbole_mml's checkpoints, optimizer option and evaluation
+    (:func:`recbole_mml.trainer.with_recbole_mml`)."""
     from recbole_mml import trainer
     from recbole_mml.model.abstract_recommender import ContrastiveRecommender
 
@@ -99,4 +100,4 @@ def get_trainer(model_type, model_name):
         return own
     if issubclass(get_model(model_name), ContrastiveRecommender):
         return trainer.MMLTrainer
-    return trainer.with_run_checkpoints(recbole_get_trainer(model_type, model_name))
+    return trainer.with_recbole_mml(recbole_get_trainer(model_type, model_name))

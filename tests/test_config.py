@@ -8,14 +8,16 @@ import pytest
 
 import recbole
 from recbole.model.general_recommender.bpr import BPR
+from recbole.evaluator import Collector
 from recbole.trainer import DecisionTreeTrainer, RecVAETrainer, Trainer
 
+from recbole_mml.collector import TopKCollector
 from recbole_mml.config import Config, parse_overrides
 from recbole_mml.errors import ConfigError
 from recbole_mml.model.general_recommender import MMLLightGCN, MMLMF, MMLSimpleX
-from recbole_mml.quick_start import build_config, run
+from recbole_mml.quick_start import build_config, build_trainer, prepare_data, run
 from recbole_mml.registry import get_model, get_trainer, own_model_names
-from recbole_mml.trainer import FusedOptimizer, MMLTrainer, RunCheckpoints, with_run_checkpoints
+from recbole_mml.trainer import RECBOLE_MML_MIXINS, MMLTrainer, RunCheckpoints, with_recbole_mml
 
 from conftest import TINY
 
@@ -79,11 +81,24 @@ def test_trainers_ours_for_our_models_recbole_for_theirs_all_with_recbole_mmls_c
     config = Config("RecVAE", "ml-100k")
     assert get_trainer(config["MODEL_TYPE"], "MMLMF") is MMLTrainer
     bpr, recvae = get_trainer(config["MODEL_TYPE"], "BPR"), get_trainer(config["MODEL_TYPE"], "RecVAE")
-    assert bpr.__bases__ == (RunCheckpoints, FusedOptimizer, Trainer)
-    assert recvae.__bases__ == (RunCheckpoints, FusedOptimizer, RecVAETrainer)
+    assert bpr.__bases__ == (*RECBOLE_MML_MIXINS, Trainer) and recvae.__bases__ == (*RECBOLE_MML_MIXINS, RecVAETrainer)
+    assert MMLTrainer.__bases__ == (*RECBOLE_MML_MIXINS, Trainer)
     assert get_trainer(config["MODEL_TYPE"], "BPR") is bpr  # one class per RecBole trainer
     assert "_save_checkpoint" not in vars(Trainer) or Trainer._save_checkpoint is not RunCheckpoints._save_checkpoint
-    assert with_run_checkpoints(DecisionTreeTrainer) is DecisionTreeTrainer  # saves its own way: left as it is
+    assert with_recbole_mml(DecisionTreeTrainer) is DecisionTreeTrainer  # saves its own way: left as it is
+
+
+def test_recboles_models_evaluate_to_recboles_numbers_through_recbole_mmls_trainer(workdir):
+    """RecBole's BPR, evaluated by its trainer in recbole_mml (TopKCollector) and by RecBole's own
+    ``Trainer`` (RecBole's Collector), from the same weights."""
+    config = build_config("BPR", "tiny", config_dict=dict(TINY, metrics=["Recall", "NDCG", "Hit", "MRR"], topk=[3, 10]))
+    dataset, train_data, valid_data, _ = prepare_data(config)
+    ours = build_trainer(config, dataset, train_data)
+    ours._train_epoch(train_data, 0)
+    assert type(ours.eval_collector) is TopKCollector
+    theirs = Trainer(config, ours.model)
+    assert type(theirs.eval_collector) is Collector
+    assert ours.evaluate(valid_data, load_best_model=False) == theirs.evaluate(valid_data, load_best_model=False)
 
 
 def test_a_recbole_simplex_yaml_runs_on_mmlsimplex_with_ccl(workdir, caplog):
