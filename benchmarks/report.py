@@ -704,10 +704,9 @@ def generated_section(results, figure):
                   "(medians of the 3 alternating repeats), the loader's seconds per batch, the epoch they make "
                   "(batches x (loader + step)) and how far apart the two arms' weights end, relative to how far "
                   "they moved (||w_fused - w|| / ||w - w_0||). Measured beside two or three other single-thread "
-                  "runs: read the ratios, not the seconds. Only the dense Adam steps change: BPR's and "
-                  "SimpleX's epochs are 1.9x and 1.65x faster; where the step is mostly the model's own work "
-                  "(graph propagation, ENMF's all-item products) or the embeddings are already updated lazily "
-                  "(MMLSimpleX), the two stay within the noise of a shared machine.",
+                  "runs: read the ratios, not the seconds. Only the dense Adam step changes: where the step is "
+                  "mostly the model's own work (graph propagation, ENMF's all-item products) or the embeddings "
+                  "are already updated lazily (MMLSimpleX), the two stay within the noise of a shared machine.",
                   fused]
     parts.append(END)
     return "\n\n".join(parts)
