@@ -1,6 +1,10 @@
 """RowAdam: SparseAdam's update on the touched rows, interchangeable with SparseAdam; fused: the same
 optimizer with torch's fused kernel, and through the trainers with ``fused_optimizer``."""
 
+import importlib.util
+import os
+
+import pandas as pd
 import pytest
 import torch
 from torch import optim
@@ -9,7 +13,12 @@ from recbole_mml.errors import ConfigError
 from recbole_mml.optim import LazyAdam, RowAdam, fused
 from recbole_mml.quick_start import build_config, build_trainer, prepare_data
 
-from conftest import TINY
+from conftest import TINY, TINY_DATA
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+spec = importlib.util.spec_from_file_location("fused_optimizer", os.path.join(ROOT, "benchmarks", "fused_optimizer.py"))
+fused_benchmark = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(fused_benchmark)
 
 
 def sparse_grad(rows, values, shape):
@@ -109,3 +118,16 @@ def test_fused_optimizer_reaches_recbole_and_recbole_mml_trainers(workdir, fuse)
 def test_fused_optimizer_must_be_true_or_false():
     with pytest.raises(ConfigError, match="config key 'fused_optimizer': expected True or False, got 'no'"):
         build_config("BPR", "tiny", config_dict=dict(TINY, fused_optimizer="no"))
+
+
+def test_the_fused_optimizer_benchmark_compares_equal_starts_on_equal_batches(workdir):
+    """Both arms of each model start from the same weights and take the same batches and random draws
+    (MMLSimpleX's dropout and in-model negatives included): they end apart by rounding only."""
+    (workdir / "bench.yaml").write_text(
+        f"datasets: [tiny]\ncommon: {{data_path: {TINY_DATA}, train_batch_size: 64}}\n"
+        "models: [BPR, {label: MMLSimpleX, model: MMLSimpleX, overrides: {dropout_prob: 0.3, num_negatives: 5}}]\n")
+    fused_benchmark.main(["--config", "bench.yaml", "--steps", "3", "--repeats", "2", "--out", "table.csv"])
+    table = pd.read_csv("table.csv").set_index("label")
+    assert list(table.index) == ["BPR", "MMLSimpleX"] and (table["batches"] > 3).all()
+    assert (table[["step_s", "fused_step_s", "speedup"]] > 0).all().all()
+    assert (table["apart_over_moved"] < 1e-4).all()
