@@ -601,6 +601,20 @@ def real_converged_section(results):
             *parts]
 
 
+SPEED_SWITCHES = {  # results/<key>/: benchmarks/speed_switch.py's tables, with what the switch changes
+    "fused_optimizer": ("Fused optimizer", "Only the dense Adam step changes: where the step is mostly the model's "
+                        "own work (graph propagation, ENMF's all-item products) or the embeddings are already updated "
+                        "lazily (MMLSimpleX), the two stay within the noise of a shared machine."),
+    "csr_adjacency": ("CSR adjacency for RecBole's LightGCN", "Only the products with the normalised adjacency change "
+                      "(2 layers forward, 2 backward per step): the unsorted COO tensor RecBole builds and torch's "
+                      "transposing backward, against CSR and the symmetric matrix's own product as its backward."),
+    "enmf_matmul": ("Matrix products for RecBole's ENMF", "Only ENMF's two Gram matrices and its full-ranking "
+                    "scores change: RecBole sums a [40,982, 64, 64] stack of outer products for the items at every "
+                    "step, against one [64 x 40,982] x [40,982 x 64] product (and the same for the batch's users), "
+                    "and scores a batch of users through a [users, 40,982, 64] stack, against one product."),
+}
+
+
 def csv_tables(results, name):
     """Each CSV table under ``results/<name>/``, titled by its file name."""
     folder = os.path.join(results, name)
@@ -694,20 +708,19 @@ def generated_section(results, figure):
                   "`python benchmarks/epoch_vs_floor.py --dataset gowalla --repeats 3`: model epochs and floor epochs "
                   "alternate in one process, medians of the repeats, ratio to the sparse floor.",
                   floors]
-    fused = csv_tables(results, "fused_optimizer")
-    if fused:
-        parts += ["## Fused optimizer",
-                  "`python benchmarks/fused_optimizer.py --config properties/benchmark/gowalla_converged.yaml "
-                  "--steps 20 --repeats 3 --out benchmarks/results/fused_optimizer/gowalla.csv`: each model of the "
-                  "benchmark, one thread, built twice from the same weights, RecBole's optimizer against "
-                  "`fused_optimizer: True`, on the same 20 training batches and random streams; seconds per step "
-                  "(medians of the 3 alternating repeats), the loader's seconds per batch, the epoch they make "
-                  "(batches x (loader + step)) and how far apart the two arms' weights end, relative to how far "
-                  "they moved (||w_fused - w|| / ||w - w_0||). Measured beside two or three other single-thread "
-                  "runs: read the ratios, not the seconds. Only the dense Adam step changes: where the step is "
-                  "mostly the model's own work (graph propagation, ENMF's all-item products) or the embeddings "
-                  "are already updated lazily (MMLSimpleX), the two stay within the noise of a shared machine.",
-                  fused]
+    for key, (title, what) in SPEED_SWITCHES.items():
+        tables = csv_tables(results, key)
+        if tables:
+            parts += [f"## {title}",
+                      f"`python benchmarks/speed_switch.py --key {key} --config properties/benchmark/gowalla_converged.yaml "
+                      f"--steps 20 --repeats 3 --out benchmarks/results/{key}/gowalla.csv` (fewer steps where stated): "
+                      f"each model of the benchmark, one thread, built twice from the same weights, `{key}` off and "
+                      "on, on the same training batches and random streams; seconds per step (`step_s` off, "
+                      "`on_step_s` on; medians of the alternating repeats), the loader's seconds per batch, the epoch "
+                      "they make (batches x (loader + step)) and how far apart the two arms' weights end, relative to "
+                      "how far they moved (||w_on - w_off|| / ||w_off - w_0||). Measured beside two or three other "
+                      f"single-thread runs: read the ratios, not the seconds. {what}",
+                      tables]
     parts.append(END)
     return "\n\n".join(parts)
 

@@ -16,7 +16,7 @@ from recbole.data.transform import construct_transform
 from recbole.data.utils import create_samplers, get_dataloader
 from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
 
-from recbole_mml import compat
+from recbole_mml import compat, fast_paths
 from recbole_mml.checkpoint import check_checkpoint_dir, read_checkpoint, record_finished, resume_run
 from recbole_mml.config import Config
 from recbole_mml.data_checks import check_dataset_files, check_no_cold_users
@@ -79,6 +79,12 @@ def prepare_data(config, split=None):
     return dataset, train_data, valid_data, test_data
 
 
+def build_model(config, train_dataset):
+    """The model of ``config["model"]`` on ``train_dataset``, on its device, with the fast paths its
+    config turns on (:mod:`recbole_mml.fast_paths`)."""
+    return fast_paths.apply(get_model(config["model"])(config, train_dataset).to(config["device"]), config)
+
+
 def build_trainer(config, dataset, train_data):
     """Seed, model, FLOPs, trainer: the steps of every run, in RecBole's order.
 
@@ -87,7 +93,7 @@ def build_trainer(config, dataset, train_data):
     """
     logger = getLogger()
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model = build_model(config, train_data._dataset)
     logger.info(model)
     flops = get_flops(model, dataset, config["device"], logger, construct_transform(config))
     logger.info(set_color("FLOPs", "blue") + f": {flops}")
@@ -216,7 +222,7 @@ def _data_and_model(checkpoint, split=None):
     config = checkpoint["config"]
     dataset, train_data, valid_data, test_data = prepare_data(config, split)
     init_seed(config["seed"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model = build_model(config, train_data._dataset)
     model.load_state_dict(checkpoint["state_dict"])
     model.load_other_parameter(checkpoint.get("other_parameter"))
     return config, model, dataset, train_data, valid_data, test_data

@@ -115,31 +115,3 @@ def test_masked_negatives_add_nothing_to_any_loss(loss_type):
         assert value.item() == pytest.approx(expected.item(), rel=1e-6)
     else:  # softmax: exp(-1e4 / T) adds nothing to the partition function
         assert value.item() == pytest.approx(loss(pos, neg).item(), rel=1e-6)
-
-
-def test_graph_propagation_and_its_gradient_match_dense_math():
-    """The CSR adjacency and the product's symmetric backward give what dense float64 algebra gives,
-    with a repeated interaction counted once."""
-    import numpy as np
-    import scipy.sparse as sp
-    from recbole_mml.model.general_recommender.mmllightgcn import SymmetricSparseProduct, normalized_adjacency
-
-    n_users, n_items = 4, 5
-    rows, cols = np.array([0, 0, 1, 2, 2, 3, 3, 3]), np.array([1, 1, 0, 2, 4, 0, 3, 4])  # (0, 1) twice
-    matrix = normalized_adjacency(sp.coo_matrix((np.ones(8), (rows, cols)), shape=(n_users, n_items)), n_users, n_items)
-    bipartite = np.zeros((9, 9))
-    bipartite[rows, cols + n_users] = bipartite[cols + n_users, rows] = 1.0
-    inv_sqrt = bipartite.sum(1) ** -0.5
-    dense = torch.tensor(bipartite * inv_sqrt[:, None] * inv_sqrt[None, :])
-    torch.testing.assert_close(matrix.to_dense().double(), dense, rtol=1e-6, atol=1e-6)
-
-    x = torch.randn(9, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    weights = torch.randn(9, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    grads = []
-    matrix = matrix.to(torch.float64)  # the same float32 entries, so the products below agree to float64
-    for product in (lambda v: SymmetricSparseProduct.apply(matrix, v), lambda v: matrix.to_dense() @ v):
-        leaf = x.clone().requires_grad_()
-        out = product(product(leaf))  # two layers
-        (out * weights).sum().backward()
-        grads.append((out.detach(), leaf.grad))
-    torch.testing.assert_close(grads[0], grads[1])

@@ -16,9 +16,9 @@ from recbole_mml.quick_start import build_config, build_trainer, prepare_data
 from conftest import TINY, TINY_DATA
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-spec = importlib.util.spec_from_file_location("fused_optimizer", os.path.join(ROOT, "benchmarks", "fused_optimizer.py"))
-fused_benchmark = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(fused_benchmark)
+spec = importlib.util.spec_from_file_location("speed_switch", os.path.join(ROOT, "benchmarks", "speed_switch.py"))
+switch_benchmark = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(switch_benchmark)
 
 
 def sparse_grad(rows, values, shape):
@@ -120,14 +120,22 @@ def test_fused_optimizer_must_be_true_or_false():
         build_config("BPR", "tiny", config_dict=dict(TINY, fused_optimizer="no"))
 
 
-def test_the_fused_optimizer_benchmark_compares_equal_starts_on_equal_batches(workdir):
+@pytest.mark.parametrize("key, labels, models", [
+    ("fused_optimizer", ["BPR", "MMLSimpleX"],
+     "[BPR, {label: MMLSimpleX, model: MMLSimpleX, overrides: {dropout_prob: 0.3, num_negatives: 5}}]"),
+    ("csr_adjacency", ["LightGCN"], "[LightGCN]"),
+    ("enmf_matmul", ["ENMF"], "[ENMF]"),
+])
+def test_the_speed_switch_benchmark_compares_equal_starts_on_equal_batches(workdir, key, labels, models):
     """Both arms of each model start from the same weights and take the same batches and random draws
-    (MMLSimpleX's dropout and in-model negatives included): they end apart by rounding only."""
+    (MMLSimpleX's dropout and in-model negatives included): they end apart by rounding only, and
+    score the same valid users alike from the same weights."""
     (workdir / "bench.yaml").write_text(
-        f"datasets: [tiny]\ncommon: {{data_path: {TINY_DATA}, train_batch_size: 64}}\n"
-        "models: [BPR, {label: MMLSimpleX, model: MMLSimpleX, overrides: {dropout_prob: 0.3, num_negatives: 5}}]\n")
-    fused_benchmark.main(["--config", "bench.yaml", "--steps", "3", "--repeats", "2", "--out", "table.csv"])
+        f"datasets: [tiny]\ncommon: {{data_path: {TINY_DATA}, train_batch_size: 64}}\nmodels: {models}\n")
+    switch_benchmark.main(["--config", "bench.yaml", "--key", key, "--steps", "3", "--repeats", "2", "--out", "table.csv"])
     table = pd.read_csv("table.csv").set_index("label")
-    assert list(table.index) == ["BPR", "MMLSimpleX"] and (table["batches"] > 3).all()
-    assert (table[["step_s", "fused_step_s", "speedup"]] > 0).all().all()
+    assert list(table.index) == labels and (table["batches"] >= 3).all()
+    assert (table[["step_s", "on_step_s", "speedup"]] > 0).all().all()
     assert (table["apart_over_moved"] < 1e-4).all()
+    assert (table[["eval_s", "on_eval_s"]] > 0).all().all() and (table["scores_apart"] < 1e-5).all()
+    assert (table["eval_batches"] >= 1).all()

@@ -88,9 +88,10 @@ def results(tmp_path):
     (folder / "epoch_vs_floor").mkdir()
     pd.DataFrame({"run": ["MMLMF learner=sparse_adam"], "epoch_s": [11.0], "over_sparse_floor": [1.1]}).to_csv(
         folder / "epoch_vs_floor" / "gowalla.csv", index=False)
-    (folder / "fused_optimizer").mkdir()
-    pd.DataFrame({"label": ["BPR"], "step_s": [0.06], "fused_step_s": [0.02], "speedup": [2.5]}).to_csv(
-        folder / "fused_optimizer" / "gowalla.csv", index=False)
+    for key, label, on in (("fused_optimizer", "BPR", 0.02), ("csr_adjacency", "LightGCN", 0.03)):
+        (folder / key).mkdir()
+        pd.DataFrame({"label": [label], "step_s": [0.06], "on_step_s": [on], "speedup": [2.5]}).to_csv(
+            folder / key / "gowalla.csv", index=False)
     return folder
 
 
@@ -104,8 +105,11 @@ def test_report_writes_tables_and_user_level_tests_and_keeps_the_hand_written_te
     text = out.read_text()
     assert text.startswith("# Benchmarks\n\nhand-written intro\n")
     assert text.count(report.BEGIN) == 1 and text.count(report.END) == 1
-    fused = text.split("## Fused optimizer", 1)[1].split(report.END)[0]  # the committed CSV, as a table
+    fused = text.split("## Fused optimizer", 1)[1].split("## CSR adjacency")[0]  # each switch's CSV, as a table
     assert "**gowalla**" in fused and re.search(r"\| BPR +\| +0\.06 \| +0\.02 \| +2\.5 \|", fused)
+    csr = text.split("## CSR adjacency for RecBole's LightGCN", 1)[1].split(report.END)[0]
+    assert "--key csr_adjacency" in csr and re.search(r"\| LightGCN +\| +0\.06 \| +0\.03 \| +2\.5 \|", csr)
+    assert "## Matrix products" not in text  # no table, no section
     assert "| g-mml | gowalla | [train, valid, test] | MML | 100 shared |" in text
     assert (tmp_path / "docs" / "time_to_quality.png").stat().st_size > 0
     # the pool sweep: mean +- std over the two seeds, epoch time over the shared form's

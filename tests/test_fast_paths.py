@@ -1,0 +1,65 @@
+"""Fast paths for RecBole's models (``csr_adjacency``, ``enmf_matmul``): from the same weights and
+batches, the same losses, weights and rankings as RecBole's own code, up to float rounding."""
+
+import pytest
+import torch
+
+from recbole_mml.errors import ConfigError
+from recbole_mml.graph import SymmetricAdjacency
+from recbole_mml.quick_start import build_config, build_trainer, prepare_data
+
+from conftest import TINY
+
+
+def built(model, **settings):
+    config = build_config(model, "tiny", config_dict=dict(TINY, **settings))
+    dataset, train_data, valid_data, _ = prepare_data(config)
+    return build_trainer(config, dataset, train_data), train_data, valid_data
+
+
+@pytest.mark.parametrize("name, key, extra", [("LightGCN", "csr_adjacency", {"n_layers": 3}),
+                                                ("ENMF", "enmf_matmul", {"dropout_prob": 0.0})])
+def test_a_fast_path_trains_and_ranks_as_recbole_does(workdir, name, key, extra):
+    """From the same weights, three Adam steps on the same batches give the same losses and weights up
+    to float rounding, and the same full-ranking scores; only the kernels behind them changed."""
+    arms = {}
+    for switch in (False, True):
+        trainer, train_data, valid_data = built(name, **{key: switch}, **extra, train_batch_size=64, learning_rate=0.01)
+        model, optimizer = trainer.model, trainer.optimizer
+        start = [p.detach().clone() for p in model.parameters()]
+        if key == "csr_adjacency":
+            assert isinstance(model.norm_adj_matrix, SymmetricAdjacency) is switch
+        else:
+            assert ("calculate_loss" in vars(model)) is switch  # RecBole's method, or the instance's rewrite
+        losses = []
+        for batch in [b for _, b in zip(range(3), train_data)]:
+            optimizer.zero_grad()
+            loss = model.calculate_loss(batch)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        model.eval()
+        with torch.no_grad():
+            users = next(iter(valid_data))[0]
+            scores = model.full_sort_predict(users)
+        arms[switch] = losses, [p.detach() for p in model.parameters()], scores, start
+    coo, csr = arms[False], arms[True]
+    assert len(coo[0]) == 3 and coo[0][0] != coo[0][-1]
+    assert csr[0] == pytest.approx(coo[0], rel=1e-5)
+    torch.testing.assert_close(csr[3], coo[3], rtol=0, atol=0)  # the same initial weights
+    for w0, plain, switched in zip(coo[3], coo[1], csr[1]):  # Adam's step magnifies rounding in near-zero gradients
+        assert (switched - plain).norm() < 1e-3 * (plain - w0).norm()
+    torch.testing.assert_close(csr[2], coo[2], rtol=1e-4, atol=1e-6)
+
+
+def test_the_fast_paths_leave_other_models_as_they_are(workdir):
+    """NGCF adds the identity to its adjacency before the product: it keeps RecBole's COO tensor and methods."""
+    ngcf, _, _ = built("NGCF", csr_adjacency=True, enmf_matmul=True)
+    assert isinstance(ngcf.model.norm_adj_matrix, torch.Tensor) and ngcf.model.norm_adj_matrix.layout == torch.sparse_coo
+    assert "calculate_loss" not in vars(ngcf.model)
+
+
+@pytest.mark.parametrize("key", ["csr_adjacency", "enmf_matmul"])
+def test_a_fast_path_must_be_true_or_false(key):
+    with pytest.raises(ConfigError, match=f"config key '{key}': expected True or False, got 1"):
+        build_config("LightGCN", "tiny", config_dict=dict(TINY, **{key: 1}))
