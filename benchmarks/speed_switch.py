@@ -1,19 +1,22 @@
-"""Training steps of a benchmark's models with a speed switch off and on (``fused_optimizer``, ``csr_adjacency``, ``enmf_matmul``).
+"""Training steps of a benchmark's models with a speed switch off and on (``fused_optimizer``,
+``csr_adjacency``, ``enmf_matmul``, ``retain_freed_memory``).
 
     python benchmarks/speed_switch.py --config properties/benchmark/gowalla_converged.yaml
-        [--key fused_optimizer | csr_adjacency | enmf_matmul] [--labels BPR ...] [--steps 20] [--repeats 3] [--out table.csv]
+        [--key fused_optimizer | csr_adjacency | enmf_matmul | retain_freed_memory] [--labels BPR ...]
+        [--steps 20] [--repeats 3] [--out table.csv]
 
 Each switch promises the same training in less time. Each label's first seed is built as the
 benchmark builds it (its config, one thread), twice from the same initial weights: the switch off
-and on. Both take the same ``--steps`` training batches, drawn once from its loader: the table gives
-the median seconds per step (forward, backward, optimizer step) of the two, alternating ``--repeats``
-times so load on a shared machine hits both alike, the loader's seconds per batch, the epoch those
-make, and how far apart the two arms' weights end, relative to how far they moved:
-||w_on - w_off|| / ||w_off - w_0|| over all weights (0 for equal updates; Adam divides each gradient
-by its running scale, so rounding in near-zero gradients shows up at the size of a step). Before
-training, from the same weights, each arm scores ``--eval-batches`` full-ranking batches of valid
-users: seconds for a whole evaluation (batches x seconds per batch; the model's scoring only, not the
-top-k collection) and how far apart the scores are, relative to the largest.
+and on (``retain_freed_memory`` holds for the whole process: it is set before each arm's timing,
+and off means glibc's starting values). Both take the same ``--steps`` training batches, drawn once
+from its loader: the table gives the median seconds per step (forward, backward, optimizer step) of
+the two, alternating ``--repeats`` times so load on a shared machine hits both alike, the loader's
+seconds per batch, the epoch those make, and how far apart the two arms' weights end, relative to
+how far they moved: ||w_on - w_off|| / ||w_off - w_0|| over all weights (0 for equal updates; Adam
+divides each gradient by its running scale, so rounding in near-zero gradients shows up at the size
+of a step). Before training, from the same weights, each arm scores ``--eval-batches`` full-ranking
+batches of valid users: seconds for a whole evaluation (batches x seconds per batch; the model's
+scoring only, not the top-k collection) and how far apart the scores are, relative to the largest.
 """
 
 import argparse
@@ -25,9 +28,11 @@ import torch
 
 from recbole_mml.benchmark.spec import load_spec, plan_runs
 from recbole_mml.fast_paths import FAST_PATH_KEYS
+from recbole_mml.memory import retain_freed_memory
 from recbole_mml.quick_start import build_config, build_trainer, prepare_data
 
-SWITCHES = ("fused_optimizer",) + FAST_PATH_KEYS
+PROCESS_SWITCHES = {"retain_freed_memory": retain_freed_memory}  # set for the process before each arm's timing
+SWITCHES = ("fused_optimizer",) + FAST_PATH_KEYS + tuple(PROCESS_SWITCHES)
 
 
 def train_steps(trainer, batches, seed):
@@ -57,12 +62,19 @@ def score_batches(model, batches):
     return (time.perf_counter() - start) / len(batches), scores
 
 
-def compare_scoring(arms, batches, repeats):
+def enter_arm(key, switch):
+    """Set a process-wide switch for the arm about to be timed (the others live in each arm's model and trainer)."""
+    if key in PROCESS_SWITCHES:
+        PROCESS_SWITCHES[key](switch)
+
+
+def compare_scoring(arms, batches, repeats, key):
     """Median seconds per evaluation batch of each arm (alternating), and how far apart their scores
     are, relative to the largest score: both arms still hold the same initial weights."""
     times = {False: [], True: []}
     for _ in range(repeats):
         for switch, trainer in arms.items():
+            enter_arm(key, switch)
             seconds, scores = score_batches(trainer.model, batches)
             times[switch].append(seconds)
             if switch:
@@ -85,13 +97,15 @@ def measure(run, key, steps, repeats, eval_batches):
             loader_s = (time.perf_counter() - start) / len(batches)
             eval_sample = [b for _, b in zip(range(eval_batches), valid_data)]
         arms[switch] = build_trainer(config, dataset, train_data)  # seeded: the same initial weights
-    eval_off, eval_on, scores_apart = compare_scoring(arms, eval_sample, repeats)
+    eval_off, eval_on, scores_apart = compare_scoring(arms, eval_sample, repeats, key)
     start_weights = {n: p.detach().clone() for n, p in arms[False].model.named_parameters()}
     times = {False: [], True: []}
-    for trainer in arms.values():
+    for switch, trainer in arms.items():
+        enter_arm(key, switch)
         train_steps(trainer, batches[:1], seed=0)  # warm-up, outside the timing; both arms take it
     for repeat in range(repeats):
         for switch, trainer in arms.items():
+            enter_arm(key, switch)
             times[switch].append(train_steps(trainer, batches, seed=repeat + 1))
     plain, switched = (dict(t.model.named_parameters()) for t in arms.values())
     apart = sum(((switched[n] - w) ** 2).sum().item() for n, w in plain.items()) ** 0.5

@@ -6,6 +6,7 @@ seed and report alike.
 """
 
 import sys
+import warnings
 from dataclasses import dataclass
 from logging import getLogger
 
@@ -20,6 +21,7 @@ from recbole_mml import compat, fast_paths
 from recbole_mml.checkpoint import check_checkpoint_dir, read_checkpoint, record_finished, resume_run
 from recbole_mml.config import Config
 from recbole_mml.data_checks import check_dataset_files, check_no_cold_users
+from recbole_mml.memory import retain_freed_memory
 from recbole_mml.registry import get_model, get_trainer
 from recbole_mml.validation import validate_config
 
@@ -33,6 +35,8 @@ def build_config(model=None, dataset=None, config_file_list=None, config_dict=No
     threads = config["torch_num_threads"]
     if threads:
         torch.set_num_threads(int(threads))
+    if config["retain_freed_memory"] and not retain_freed_memory():
+        warnings.warn("retain_freed_memory: the C library is not glibc; its allocator is left as it is", stacklevel=2)
     return config
 
 

@@ -125,6 +125,7 @@ def test_fused_optimizer_must_be_true_or_false():
      "[BPR, {label: MMLSimpleX, model: MMLSimpleX, overrides: {dropout_prob: 0.3, num_negatives: 5}}]"),
     ("csr_adjacency", ["LightGCN"], "[LightGCN]"),
     ("enmf_matmul", ["ENMF"], "[ENMF]"),
+    ("retain_freed_memory", ["BPR"], "[BPR]"),
 ])
 def test_the_speed_switch_benchmark_compares_equal_starts_on_equal_batches(workdir, key, labels, models):
     """Both arms of each model start from the same weights and take the same batches and random draws
