@@ -720,7 +720,7 @@ def generated_section(results, figure):
         if tables:
             parts += [f"## {title}",
                       f"`python benchmarks/speed_switch.py --key {key} --config properties/benchmark/gowalla_converged.yaml "
-                      f"--steps 20 --repeats 3 --out benchmarks/results/{key}/gowalla.csv` (fewer steps where stated): "
+                      f"--steps 20 --repeats 3 --out benchmarks/results/{key}/gowalla.csv`: "
                       f"each model of the benchmark, one thread, built twice from the same weights, `{key}` off and "
                       "on, on the same training batches and random streams; seconds per step (`step_s` off, "
                       "`on_step_s` on; medians of the alternating repeats), the loader's seconds per batch, the epoch "
