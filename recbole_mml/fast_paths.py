@@ -3,7 +3,7 @@ as RecBole's does up to float rounding (``benchmarks/speed_switch.py`` measures 
 apart the weights end).
 
 - ``csr_adjacency``: RecBole's LightGCN multiplies by its normalised adjacency as CSR, with the
-  symmetric backward (:mod:`recbole_mml.graph`): 1.8x to 2.1x faster training step on Gowalla.
+  symmetric backward (:mod:`recbole_mml.graph`): 1.8x faster training step on Gowalla.
 - ``enmf_matmul``: RecBole's ENMF forms the Gram matrices of its whole-data loss (``E^T E`` over
   all items and over the batch's users) with one matrix product, where RecBole sums a
   ``[rows, d, d]`` stack of outer products (672 MB for Gowalla's items, at every step): 2.4x faster
