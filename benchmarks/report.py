@@ -618,7 +618,9 @@ SPEED_SWITCHES = {  # results/<key>/: benchmarks/speed_switch.py's tables, with 
                             "(`--labels MMLSimpleX MMLLightGCN LightGCN`) again those whose evaluation fills a cache, "
                             "after the evaluation's timing began to count that fill once; it replaces their first rows "
                             "(training steps then: 1.02x, 1.45x and 1.5x). The graph models gain most, whose "
-                            "propagation allocates [70,841 x 64] (18 MB) blocks several times per step."),
+                            "propagation allocates [70,841 x 64] (18 MB) blocks several times per step. In one "
+                            "process the off arm also reuses blocks the on arm's heap kept, so these ratios can "
+                            "understate the gain over a fresh process's defaults."),
 }
 
 
