@@ -42,15 +42,15 @@ def test_a_fast_path_trains_and_ranks_as_recbole_does(workdir, name, key, extra)
         with torch.no_grad():
             users = next(iter(valid_data))[0]
             scores = model.full_sort_predict(users)
-        arms[switch] = losses, [p.detach() for p in model.parameters()], scores, start
-    coo, csr = arms[False], arms[True]
-    assert len(coo[0]) == 3 and coo[0][0] != coo[0][-1]
-    assert csr[0] == pytest.approx(coo[0], rel=1e-5)
-    torch.testing.assert_close(csr[3], coo[3], rtol=0, atol=0)  # the same initial weights
-    for w0, plain, switched in zip(coo[3], coo[1], csr[1]):  # Adam's step magnifies rounding in near-zero gradients
+        arms[switch] = {"losses": losses, "weights": [p.detach() for p in model.parameters()], "scores": scores,
+                        "start": start}
+    off, on = arms[False], arms[True]
+    assert len(off["losses"]) == 3 and off["losses"][0] != off["losses"][-1]
+    assert on["losses"] == pytest.approx(off["losses"], rel=1e-5)
+    torch.testing.assert_close(on["start"], off["start"], rtol=0, atol=0)  # the same initial weights
+    for w0, plain, switched in zip(off["start"], off["weights"], on["weights"]):  # Adam's step magnifies rounding in near-zero gradients
         assert (switched - plain).norm() < 1e-3 * (plain - w0).norm()
-    torch.testing.assert_close(csr[2], coo[2], rtol=1e-4, atol=1e-6)
-
+    torch.testing.assert_close(on["scores"], off["scores"], rtol=1e-4, atol=1e-6)
 
 def test_the_fast_paths_leave_other_models_as_they_are(workdir):
     """NGCF adds the identity to its adjacency before the product: it keeps RecBole's COO tensor and methods."""

@@ -18,12 +18,6 @@ glibc_only = pytest.mark.skipif(not sys.platform.startswith("linux") or memory._
                                 or not hasattr(memory._glibc(), "mallinfo2"), reason="mallopt and mallinfo2 are glibc's")
 
 
-@pytest.fixture
-def starting_values():
-    yield
-    memory.retain_freed_memory(False)
-
-
 class MallInfo2(ctypes.Structure):
     """glibc's ``struct mallinfo2``: ``hblkhd`` is the bytes held in mmapped blocks."""
     _fields_ = [(name, ctypes.c_size_t) for name in
@@ -55,7 +49,7 @@ def test_retained_memory_serves_large_blocks_from_the_heap():
     assert starting >= 10 and retained < 10 and again >= 10
 
 
-def test_the_key_sets_the_process_allocator_and_warns_where_it_cannot(monkeypatch, starting_values):
+def test_the_key_sets_the_process_allocator_and_warns_where_it_cannot(monkeypatch):
     calls = []
     monkeypatch.setattr("recbole_mml.quick_start.retain_freed_memory", lambda: calls.append(True) or True)
     build_config("BPR", "tiny", config_dict=TINY)
