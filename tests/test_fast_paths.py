@@ -17,6 +17,18 @@ def built(model, **settings):
     return build_trainer(config, dataset, train_data), train_data, valid_data
 
 
+def three_steps(model, optimizer, train_data):
+    """The losses of RecBole's training step (``Trainer._train_epoch``'s body) on the first three batches."""
+    losses = []
+    for batch in [b for _, b in zip(range(3), train_data)]:
+        optimizer.zero_grad()
+        loss = model.calculate_loss(batch)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
 @pytest.mark.parametrize("name, key, extra", [("LightGCN", "csr_adjacency", {"n_layers": 3}),
                                                 ("ENMF", "enmf_matmul", {})])
 def test_a_fast_path_trains_and_ranks_as_recbole_does(workdir, name, key, extra):
@@ -34,13 +46,7 @@ def test_a_fast_path_trains_and_ranks_as_recbole_does(workdir, name, key, extra)
                        for name in ("forward", "calculate_loss", "full_sort_predict"))
             # the padded history positions, scored once per user with the switch, carry a nonzero embedding
             assert (model.history_item_matrix == 0).any() and model.item_embedding.weight[0].abs().sum() > 0
-        losses = []
-        for batch in [b for _, b in zip(range(3), train_data)]:
-            optimizer.zero_grad()
-            loss = model.calculate_loss(batch)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
+        losses = three_steps(model, optimizer, train_data)
         model.eval()
         with torch.no_grad():
             users = next(iter(valid_data))[0]
@@ -55,6 +61,7 @@ def test_a_fast_path_trains_and_ranks_as_recbole_does(workdir, name, key, extra)
         assert (switched - plain).norm() < 1e-3 * (plain - w0).norm()
     torch.testing.assert_close(on["scores"], off["scores"], rtol=1e-4, atol=1e-6)
 
+
 def test_enmf_history_scores_are_recbole_s_sums_in_float64(workdir):
     """In float64, where rounding cannot hide a changed sum, ENMF's losses and weights after three Adam
     steps (dropout on, the same random streams) agree with RecBole's to 1e-10."""
@@ -63,13 +70,7 @@ def test_enmf_history_scores_are_recbole_s_sums_in_float64(workdir):
         trainer, train_data, _ = built("ENMF", enmf_matmul=switch, train_batch_size=64, learning_rate=0.01)
         model, optimizer = trainer.model.double(), trainer.optimizer
         torch.manual_seed(0)
-        losses = []
-        for batch in [b for _, b in zip(range(3), train_data)]:
-            optimizer.zero_grad()
-            loss = model.calculate_loss(batch)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
+        losses = three_steps(model, optimizer, train_data)
         arms[switch] = losses, [p.detach() for p in model.parameters()]
     assert arms[True][0] == pytest.approx(arms[False][0], rel=1e-10)
     for plain, switched in zip(arms[False][1], arms[True][1]):
