@@ -8,10 +8,10 @@ apart the weights end).
   all items and over the batch's users) with one matrix product, where RecBole sums a
   ``[rows, d, d]`` stack of outer products (672 MB for Gowalla's items, at every step). Its loss
   scores each user's history row, padded to the longest history (730 on Gowalla's training split,
-  against a mean of 24), through a ``[users, max_len, d]`` stack: the scores are computed for the real entries only,
-  and the padding's one score per user (its id 0 keeps a nonzero, frozen embedding) is broadcast to
-  the padded positions, so the loss sums the same ``[users, max_len]`` scores. With the Gram
-  matrices, a 20x faster training step on Gowalla. Its full-ranking scores ``h . (u * e_i)`` become
+  against a mean of 24), through a ``[users, max_len, d]`` stack: the scores are computed for the
+  real entries only, and the padding's one score per user (its id 0 keeps a nonzero, frozen
+  embedding) is broadcast to the padded positions, so the loss sums the same ``[users, max_len]``
+  scores. With the Gram matrices, a 20x faster training step on Gowalla. Its full-ranking scores ``h . (u * e_i)`` become
   one product ``(u * h) @ E^T``, where RecBole builds a ``[users, items, d]`` stack: the scoring of a
   Gowalla evaluation takes 14 s instead of 622.
 
