@@ -40,11 +40,8 @@ ENMF_HISTORY = {  # and ENMF.forward: h folded into the users, each real history
         "    rows, columns = real.nonzero(as_tuple=True)\n"
         "    item_embedding = self.item_embedding(user_inter[rows, columns])",
     "score = torch.mul(\n        user_embedding.unsqueeze(1), item_embedding\n    )":
-        "score = torch.where(\n"
-        "        real,\n"
-        "        torch.zeros_like(real, dtype=weighted.dtype).masked_scatter(real, (weighted[rows] * item_embedding).sum(1)),\n"
-        "        (weighted @ self.item_embedding.weight[0].detach()).unsqueeze(1),  # padding_idx: no gradient, as RecBole's lookup\n"
-        "    )",
+        "padding = weighted @ self.item_embedding.weight[0].detach()  # padding_idx: no gradient, as RecBole's lookup\n"
+        "    score = padding.unsqueeze(1).expand(real.shape).masked_scatter(real, (weighted[rows] * item_embedding).sum(1))",
     "score = self.H_i(score)": "score = score",
     "score = score.squeeze(-1)": "score = score",
 }
